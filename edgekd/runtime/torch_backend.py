@@ -1,0 +1,33 @@
+"""PyTorch backend: eager ``nn.Module`` students and teachers."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgekd.data.preprocess import PreprocessSpec
+from edgekd.runtime.base import Embedder
+
+
+class TorchEmbedder(Embedder):
+    """Wraps a module mapping ``(N, 3, H, W)`` float to ``(N, D)`` embeddings, run in eval mode."""
+
+    def __init__(self, module: nn.Module, input_spec: PreprocessSpec, name: str, threads: int | None = None):
+        if threads:
+            torch.set_num_threads(threads)
+        self.module = module.eval()
+        self.input_spec = input_spec
+        self.name = name
+        self.embedding_size = int(getattr(module, "embedding_size", 0)) or self._probe_size()
+
+    def _probe_size(self) -> int:
+        h, w = self.input_spec.size
+        return int(self._forward(np.zeros((1, 3, h, w), np.float32)).shape[1])
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(batch)
+        if self.input_spec.layout == "NHWC":
+            x = x.permute(0, 3, 1, 2)
+        with torch.inference_mode():
+            return self.module(x).float().numpy()
