@@ -16,22 +16,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_result  # noqa: E402
+from common import write_result
 
-from edgekd.data import load_verification_set  # noqa: E402
-from edgekd.data.verification_bin import write_verification_bin  # noqa: E402
-from edgekd.eval import evaluate  # noqa: E402
-from edgekd.eval.report import results_table  # noqa: E402
-from edgekd.paths import shared_dir  # noqa: E402
-from edgekd.runtime import load_embedder  # noqa: E402
+from edgekd.data import load_verification_set
+from edgekd.data.verification_bin import write_verification_bin
+from edgekd.eval import evaluate
+from edgekd.eval.report import results_table
+from edgekd.paths import shared_dir
+from edgekd.runtime import load_embedder
 
-MODELS = ("models/sface/sface_2021dec_fp32.onnx", "models/sface/face_recognition_sface_2021dec_int8bq.onnx",
-          "models/mobilefacenet/mobilefacenet_ms1m.pt")
+MODELS = (
+    "models/sface/sface_2021dec_fp32.onnx",
+    "models/sface/face_recognition_sface_2021dec_int8bq.onnx",
+    "models/mobilefacenet/mobilefacenet_ms1m.pt",
+)
 
 
 def main() -> None:
     shared = shared_dir()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--lfw", type=Path, default=shared / "data/lfw112" if shared else None)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -54,6 +59,7 @@ def main() -> None:
         student = load_embedder(shared / MODELS[2], threads=args.threads)
         bin_res = evaluate(student, bin_set)
     folder_acc = results[2].metrics.accuracy
+    same_folds = bin_res.metrics.fold_accuracies == results[2].metrics.fold_accuracies
 
     body = [
         f"Pairs: {vset.name}, {vset.num_pairs} pairs, 10 folds (threshold chosen on the other 9), "
@@ -67,8 +73,7 @@ def main() -> None:
         "",
         f".bin round trip (MobileFaceNet, no flip): folder + pairs.txt {100 * folder_acc:.2f} %, "
         f"written .bin read back {100 * bin_res.metrics.accuracy:.2f} % "
-        f"({'identical' if bin_res.metrics.fold_accuracies == results[2].metrics.fold_accuracies else 'DIFFERENT'}"
-        " per-fold accuracies).",
+        f"({'identical' if same_folds else 'DIFFERENT'} per-fold accuracies).",
         "",
         *[f"note: {n}" for n in results[0].metrics.notes],
     ]

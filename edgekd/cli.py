@@ -49,28 +49,58 @@ def main(verbose: int) -> None:
 
 
 @main.command("eval")
-@click.option("-c", "--config", type=click.Path(dir_okay=False), help="YAML file with any of the options below.")
-@click.option("-m", "--model", "models", multiple=True,
-              help="Model file (.onnx, .pt state_dict) or known name (sface, sface_int8bq, "
-                   "mobilefacenet_ms1m). Repeat to compare models in one table.")
-@click.option("-p", "--pairs", help="LFW folder with pairs.txt, a pairs .txt, an insightface .bin, or "
-              "'synthetic'.  [default: synthetic]")
-@click.option("--folds", help="Fold selection, e.g. '6-10' or '1,3'. Thresholds are chosen on the other "
-              "selected folds.  [default: all]")
-@click.option("--flip/--no-flip", default=None, help="Also report the flip test (sum of image and mirror "
-              "embeddings).")
+@click.option(
+    "-c", "--config", type=click.Path(dir_okay=False), help="YAML file with any of the options below."
+)
+@click.option(
+    "-m",
+    "--model",
+    "models",
+    multiple=True,
+    help="Model file (.onnx, .pt state_dict) or known name (sface, sface_int8bq, "
+    "mobilefacenet_ms1m). Repeat to compare models in one table.",
+)
+@click.option(
+    "-p",
+    "--pairs",
+    help="LFW folder with pairs.txt, a pairs .txt, an insightface .bin, or "
+    "'synthetic'.  [default: synthetic]",
+)
+@click.option(
+    "--folds",
+    help="Fold selection, e.g. '6-10' or '1,3'. Thresholds are chosen on the other "
+    "selected folds.  [default: all]",
+)
+@click.option(
+    "--flip/--no-flip", default=None, help="Also report the flip test (sum of image and mirror embeddings)."
+)
 @click.option("-t", "--threads", type=int, help="Intra-op threads for the runtime.  [default: all cores]")
 @click.option("-b", "--batch-size", type=int, help="Images per forward pass.  [default: 64]")
-@click.option("--preprocess", help="Override the model's preprocessing: raw255, arcface or imagenet "
-              "(needed only for foreign ONNX files that do not declare it).")
+@click.option(
+    "--preprocess",
+    help="Override the model's preprocessing: raw255, arcface or imagenet "
+    "(needed only for foreign ONNX files that do not declare it).",
+)
 @click.option("--arch", help="Architecture of a raw .pt state_dict (detected from its keys if omitted).")
 @click.option("--json", "json_path", help="Also write the results as JSON to this file.")
-@click.option("-o", "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config key, e.g. -o folds=6-10 (YAML values).")
+@click.option(
+    "-o",
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key, e.g. -o folds=6-10 (YAML values).",
+)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar while embedding.")
 @_friendly
-def eval_cmd(config: str | None, models: tuple[str, ...], overrides: tuple[str, ...], progress: bool,
-             json_path: str | None, **options: Any) -> None:
+def eval_cmd(
+    config: str | None,
+    models: tuple[str, ...],
+    overrides: tuple[str, ...],
+    progress: bool,
+    json_path: str | None,
+    **options: Any,
+) -> None:
     """Face-verification accuracy of one or more models on a pair set (insightface protocol).
 
     \b

@@ -44,7 +44,7 @@ class EvalConfig:
 
 
 def _where(source: str, path: str) -> str:
-    return f"({source}, key \"{path}\")" if path else f"({source})"
+    return f'({source}, key "{path}")' if path else f"({source})"
 
 
 def _convert(value: Any, tp: Any, source: str, path: str) -> Any:
@@ -78,7 +78,10 @@ def _convert(value: Any, tp: Any, source: str, path: str) -> Any:
         item_types = [args[0]] * len(value) if (not args or args[-1] is Ellipsis) else list(args)
         if len(item_types) != len(value):
             raise ConfigError(f"expected {len(item_types)} values {_where(source, path)}, got {len(value)}")
-        items = [_convert(v, t, source, f"{path}[{i}]") for i, (v, t) in enumerate(zip(value, item_types))]
+        items = [
+            _convert(v, t, source, f"{path}[{i}]")
+            for i, (v, t) in enumerate(zip(value, item_types, strict=True))
+        ]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
@@ -105,7 +108,7 @@ def from_dict(cls: type[T], data: Any, source: str = "<config>", path: str = "")
         if key not in fields:
             dotted = f"{path}.{key}" if path else str(key)
             raise ConfigError(
-                f"unknown key \"{dotted}\" ({source}); allowed: {', '.join(sorted(fields))}."
+                f'unknown key "{dotted}" ({source}); allowed: {", ".join(sorted(fields))}.'
                 f"{did_you_mean(str(key), fields)}"
             )
     kwargs = {k: _convert(v, hints[k], source, f"{path}.{k}" if path else k) for k, v in data.items()}

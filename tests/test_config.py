@@ -27,8 +27,9 @@ def test_yaml_and_overrides(tmp_path):
     cfg_file = tmp_path / "eval.yaml"
     cfg_file.write_text("model: [a.onnx]\npairs: synthetic\nfolds: 6-10\n")
     cfg = load_config(EvalConfig, cfg_file, overrides=["flip=true", "batch_size=8"], threads=2)
-    assert cfg == EvalConfig(model=("a.onnx",), pairs="synthetic", folds="6-10", flip=True, threads=2,
-                             batch_size=8)
+    assert cfg == EvalConfig(
+        model=("a.onnx",), pairs="synthetic", folds="6-10", flip=True, threads=2, batch_size=8
+    )
 
 
 def test_unknown_key_names_file_path_and_suggestion(tmp_path):

@@ -67,9 +67,7 @@ def _parse_canonical(lines: list[str], pairs_file: Path) -> tuple[list[tuple[str
                 f"{pairs_file}:{lineno}: expected 'name i j' or 'name1 i name2 j', got {line!r}"
             ) from None
     if len(out) != num_folds * 2 * per_half:
-        raise DataError(
-            f"{pairs_file}: header promises {num_folds}x2x{per_half} pairs, file has {len(out)}"
-        )
+        raise DataError(f"{pairs_file}: header promises {num_folds}x2x{per_half} pairs, file has {len(out)}")
     return out, 2 * per_half
 
 
@@ -123,9 +121,7 @@ def _build_set(
                     raise DataError(f"image of pair {p + 1} not found: {path}")
                 index[path] = len(index)
             pairs[p, k] = index[path]
-    return VerificationSet(
-        name=name, images=ImageFiles(list(index)), pairs=pairs, issame=issame, folds=folds
-    )
+    return VerificationSet(name=name, images=ImageFiles(list(index)), pairs=pairs, issame=issame, folds=folds)
 
 
 def identities_in_pairs(vset: VerificationSet) -> set[str]:

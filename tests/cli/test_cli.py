@@ -35,8 +35,19 @@ def test_eval_synthetic_writes_json(runner, model, tmp_path):
     out_json = tmp_path / "r.json"
     res = runner.invoke(
         main,
-        ["eval", "-m", str(model), "--preprocess", "arcface", "-p", "synthetic", "--flip",
-         "--no-progress", "--json", str(out_json)],
+        [
+            "eval",
+            "-m",
+            str(model),
+            "--preprocess",
+            "arcface",
+            "-p",
+            "synthetic",
+            "--flip",
+            "--no-progress",
+            "--json",
+            str(out_json),
+        ],
     )
     assert res.exit_code == 0, res.output
     assert "accuracy % (mean ± std)" in res.output and "| yes |" in res.output

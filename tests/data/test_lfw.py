@@ -70,7 +70,13 @@ def test_malformed_pairs_file(tmp_path, header, lines, pattern):
 
 def test_path_list_pairs_file(tmp_path):
     root = make_lfw(tmp_path / "lfw", "2 1", LINES, PEOPLE)
-    paths = ["Ann_A/Ann_A_0001.jpg", "Ann_A/Ann_A_0002.jpg", "", "Bob_B/Bob_B_0001.jpg", "Cid_C/Cid_C_0001.jpg"]
+    paths = [
+        "Ann_A/Ann_A_0001.jpg",
+        "Ann_A/Ann_A_0002.jpg",
+        "",
+        "Bob_B/Bob_B_0001.jpg",
+        "Cid_C/Cid_C_0001.jpg",
+    ]
     lst = root / "pairs_01.txt"
     lst.write_text("\n".join(paths * 10) + "\n")
     vset = load_verification_set(lst)
@@ -86,8 +92,9 @@ def test_missing_sources(tmp_path):
         load_verification_set(tmp_path / "empty")
 
 
-@pytest.mark.parametrize(("spec", "folds"), [("6-10", (6, 7, 8, 9, 10)), ("1,3,5-6", (1, 3, 5, 6)),
-                                             ("all", None), (None, None)])
+@pytest.mark.parametrize(
+    ("spec", "folds"), [("6-10", (6, 7, 8, 9, 10)), ("1,3,5-6", (1, 3, 5, 6)), ("all", None), (None, None)]
+)
 def test_parse_folds(spec, folds):
     assert parse_folds(spec) == folds
 

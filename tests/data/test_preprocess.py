@@ -17,8 +17,9 @@ def test_presets_known_values():
     arc = PreprocessSpec.preset("arcface").apply(img)[0, :, 0, 0]
     np.testing.assert_allclose(arc, [1.0, -0.5 / 127.5, -1.0], rtol=1e-6)
     imn = PreprocessSpec.preset("imagenet").apply(img)[0, :, 0, 0]
-    np.testing.assert_allclose(imn, [(1 - 0.485) / 0.229, (127 / 255 - 0.456) / 0.224, -0.406 / 0.225],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        imn, [(1 - 0.485) / 0.229, (127 / 255 - 0.456) / 0.224, -0.406 / 0.225], rtol=1e-5
+    )
 
 
 def test_bgr_and_nhwc():

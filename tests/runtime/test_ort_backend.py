@@ -76,7 +76,7 @@ def test_undeclared_preprocessing_is_an_error(tmp_path):
 def test_bad_files(tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(ModelError, match="junk.onnx"):
+    with pytest.raises(ModelError, match=r"junk\.onnx"):
         load_embedder(junk, preprocess="raw255")
     with pytest.raises(ModelError, match="model not found"):
         load_embedder(tmp_path / "missing.onnx")

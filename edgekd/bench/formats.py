@@ -1,0 +1,78 @@
+"""What bench needs to know per artifact format; :data:`edgekd.bench.REGISTRY` maps file suffixes here.
+
+A format names the profile runtime that runs it, the Python module a machine needs for that, the
+self-contained backend file shipped with the runner (``edgekd/bench/<backend>.py``), and host-side hooks:
+``prepare`` (make the file runnable by the bare runtime, without changing its computation), ``preprocess``
+(the input contract) and ``op_list`` (for the roofline; ``None`` = no estimate for this format yet).
+
+Adding OpenVINO IR or TFLite is one backend file (``device_openvino.py``: ``Model(path, threads,
+providers)`` with ``run``, ``max_batch``, ``info``), one :class:`ArtifactFormat` below and one registry line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgekd.bench.roofline import OpCost
+from edgekd.data.preprocess import PRESETS, PreprocessSpec
+from edgekd.errors import ModelError
+
+
+@dataclass(frozen=True)
+class ArtifactFormat:
+    name: str
+    runtime: str  # profile runtime name (targets/profiles: runtimes[].runtime)
+    module: str  # importable module the machine running it needs
+    backend: str  # bundle file edgekd/bench/<backend>.py, self-contained
+    prepare: Callable[[Path, Path], tuple[Path, list[str]]]
+    preprocess: Callable[[Path, str | None], PreprocessSpec]
+    op_list: Callable[[Path, int], list[OpCost]] | None = None
+
+
+def _prepare_onnx(path: Path, workdir: Path) -> tuple[Path, list[str]]:
+    """Drop graph inputs that are weights or unused (OpenCV zoo's ``*_int8bq.onnx`` declares 174) into a
+    copy in ``workdir``, so a bare onnxruntime can feed the image alone; returns (file to run, notes)."""
+    import onnx
+
+    from edgekd.runtime.ort_backend import drop_spurious_inputs, load_onnx
+
+    model = load_onnx(path)
+    dropped = drop_spurious_inputs(model)
+    if not dropped:
+        return path, []
+    fixed = workdir / "model.onnx"
+    onnx.save(model, str(fixed))
+    return fixed, [
+        f"ran a copy without its {dropped} graph inputs that are weights or unused (same computation)"
+    ]
+
+
+def _onnx_preprocess(path: Path, override: str | None) -> PreprocessSpec:
+    from edgekd.runtime.loaders import _onnx_preprocess as declared
+
+    spec = PreprocessSpec.preset(override) if override else declared(path)
+    if spec is None:
+        raise ModelError(
+            f"{path} does not say how to preprocess its input: "
+            f"pass --preprocess with one of {', '.join(PRESETS)}"
+        )
+    return spec
+
+
+def _onnx_op_list(path: Path, batch: int) -> list[OpCost]:
+    from edgekd.bench.roofline import onnx_ops
+
+    return onnx_ops(path, batch)
+
+
+ONNX = ArtifactFormat(
+    name="onnx",
+    runtime="onnxruntime",
+    module="onnxruntime",
+    backend="device_ort",
+    prepare=_prepare_onnx,
+    preprocess=_onnx_preprocess,
+    op_list=_onnx_op_list,
+)

@@ -1,0 +1,108 @@
+"""Latency statistics and the timing loop, as the field's tools report them.
+
+Self-contained (standard library only): this file is shipped to devices with the runner
+(:mod:`edgekd.bench.runner_script`), so it must not import edgekd, numpy or a runtime.
+
+The protocol follows TFLite ``benchmark_model``, ``onnxruntime_perf_test``, OpenVINO ``benchmark_app``
+and MLPerf single-stream: the first inference is timed on its own (it pays for lazy allocation and
+kernel selection), ``warmup`` runs are discarded, then runs are timed one by one until ``runs`` were made
+or ``seconds`` have passed. Reported: min / mean / std (population) / p50 / p90 / p99 / max in
+milliseconds — p90 is MLPerf's single-stream metric. The clock is injectable so tests are exact.
+
+>>> t = measure(lambda: None, warmup=2, runs=10)
+>>> t.stats().runs
+10
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+Clock = Callable[[], float]  # seconds, monotonic
+
+
+def percentile(sorted_ms: Sequence[float], q: float) -> float:
+    """``q``-th percentile (0..100) of sorted samples, linear between closest ranks (NumPy's default)."""
+    if not sorted_ms:
+        raise ValueError("no samples")
+    k = (len(sorted_ms) - 1) * q / 100.0
+    lo = math.floor(k)
+    hi = min(lo + 1, len(sorted_ms) - 1)
+    return sorted_ms[lo] + (sorted_ms[hi] - sorted_ms[lo]) * (k - lo)
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Summary of timed runs, all in milliseconds."""
+
+    runs: int
+    min_ms: float
+    mean_ms: float
+    std_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @classmethod
+    def from_samples(cls, samples_ms: Sequence[float]) -> LatencyStats:
+        s = sorted(samples_ms)
+        n = len(s)
+        if n == 0:
+            raise ValueError("no samples")
+        mean = sum(s) / n
+        std = math.sqrt(sum((x - mean) ** 2 for x in s) / n)
+        return cls(n, s[0], mean, std, percentile(s, 50), percentile(s, 90), percentile(s, 99), s[-1])
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What :func:`measure` saw: the first call, the warm-up count, each timed call, the timed wall time."""
+
+    first_ms: float
+    warmup: int
+    samples_ms: list[float]
+    total_s: float
+
+    def stats(self) -> LatencyStats:
+        return LatencyStats.from_samples(self.samples_ms)
+
+
+def measure(
+    fn: Callable[[], object],
+    *,
+    warmup: int = 5,
+    runs: int | None = None,
+    seconds: float | None = None,
+    clock: Clock = time.perf_counter,
+    max_runs: int = 1_000_000,
+) -> Timing:
+    """Time ``fn``: once cold, ``warmup`` times discarded, then ``runs`` times or for ``seconds``.
+
+    With ``seconds`` at least one timed run is made, and at most ``max_runs``.
+    """
+    if (runs is None) == (seconds is None):
+        raise ValueError("give exactly one of runs or seconds")
+    if (runs is not None and runs < 1) or (seconds is not None and seconds <= 0) or warmup < 0:
+        raise ValueError(f"runs must be >= 1, seconds > 0 and warmup >= 0 (got {runs}, {seconds}, {warmup})")
+    t0 = clock()
+    fn()
+    first_ms = (clock() - t0) * 1e3
+    for _ in range(warmup):
+        fn()
+    samples: list[float] = []
+    start = clock()
+    while len(samples) < (runs if runs is not None else max_runs):
+        t = clock()
+        fn()
+        end = clock()
+        samples.append((end - t) * 1e3)
+        if seconds is not None and end - start >= seconds:
+            break
+    return Timing(first_ms, warmup, samples, clock() - start)

@@ -1,0 +1,1 @@
+"""Training: the distillation loop, its schedules and the teacher-embedding cache."""
