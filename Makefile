@@ -28,6 +28,7 @@ $(BIN)/.demo-installed: $(BIN)/.installed
 	touch $@
 
 test: venv
+	command -v /usr/sbin/sshd >/dev/null || (command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq openssh-server) >/dev/null 2>&1) || true
 	$(BIN)/python -m pytest -q
 
 demo: $(BIN)/.demo-installed

@@ -42,7 +42,8 @@ def main(verbose: int) -> None:
 
     \b
     Stages:  distill-qat (train) → convert (int8 artifact) → bench (accuracy + latency)
-    Today:   eval (verification accuracy of any model), info (this host)
+    Today:   eval (verification accuracy of any model), bench (latency, accuracy and a
+             roofline estimate per device profile), info (this host)
     """
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
@@ -127,6 +128,78 @@ def eval_cmd(
     if cfg.json:
         write_json(results, cfg.json, extra={"config": _plain(cfg), "host": host_info()})
         click.echo(f"wrote {cfg.json}")
+
+
+@main.command("bench")
+@click.option(
+    "-a", "--artifact", "artifacts", multiple=True, help="Artifact to benchmark (.onnx). Repeat to compare."
+)
+@click.option("--profile", help="Device profile: rpi4, rpi5, jetson-nano, jetson-orin-nano, x86, x86-vnni.")
+@click.option("-p", "--pairs", help="Pair set for accuracy (as in edgekd eval): LFW folder, .bin, synthetic.")
+@click.option("--folds", help="Fold selection for accuracy, e.g. '6-10'.  [default: all]")
+@click.option("--runs", type=int, help="Timed runs after warm-up.  [default: 50]")
+@click.option("--seconds", type=float, help="Time runs for this long instead of a fixed --runs.")
+@click.option("--warmup", type=int, help="Untimed warm-up runs.  [default: 5]")
+@click.option("-b", "--batch", type=int, help="Batch size for the throughput measurement.  [default: 8]")
+@click.option("--preprocess", help="Override the artifact's preprocessing: raw255, arcface or imagenet.")
+@click.option("--remote", metavar="USER@HOST[:PORT]", help="Measure on this device over SSH.")
+@click.option("--ssh-key", type=click.Path(dir_okay=False), help="Private key for --remote.")
+@click.option("--known-hosts", type=click.Path(dir_okay=False), help="known_hosts file for --remote.")
+@click.option("--remote-python", help="Python with numpy + the runtime on the device.  [default: python3]")
+@click.option("--json", "json_path", help="Write the results as JSON (input of --compare).")
+@click.option("--report", "report_path", help="Write a Markdown report with plots beside it.")
+@click.option("--compare", is_flag=True, help="Compare result files given as arguments instead of measuring.")
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--progress/--no-progress", default=False, help="Progress bars while embedding pairs.")
+@_friendly
+def bench_cmd(
+    compare: bool,
+    files: tuple[str, ...],
+    json_path: str | None,
+    report_path: str | None,
+    progress: bool,
+    artifacts: tuple[str, ...],
+    profile: str | None,
+    **options: Any,
+) -> None:
+    """Latency, memory and accuracy of artifacts, plus a roofline estimate for a device profile.
+
+    \b
+    Measures here (or on --remote USER@HOST over SSH) with the profile's threads and providers;
+    the estimate is the profile's roofline from the artifact's op list, not a measurement.
+    Examples:
+      edgekd bench -a sface_fp32.onnx --profile rpi4 -p ../shared/data/lfw112 --folds 6-10
+      edgekd bench -a model.onnx --profile rpi5 --remote pi@raspberrypi.local --json pi5.json
+      edgekd bench --compare x86.json pi5.json --report compare.md
+    """
+    from edgekd.bench import bench, compare_files, report
+
+    if compare:
+        runs, table = compare_files(list(files))
+        click.echo(table)
+        if report_path:
+            for path in report.write_report(runs, report_path, table):
+                click.echo(f"wrote {path}")
+        return
+    if files:
+        raise click.UsageError(f"unexpected arguments {' '.join(files)} (to compare result files: --compare)")
+    if not profile:
+        raise click.UsageError("no profile given: use --profile NAME (e.g. x86, rpi4)")
+    run = bench(artifacts, profile, progress=progress, **options).to_dict()
+    body = report.markdown(run)
+    click.echo(body)
+    if json_path:
+        click.echo(f"wrote {report.write_json(run, json_path)}")
+    if report_path:
+        for path in report.write_report([run], report_path, body):
+            click.echo(f"wrote {path}")
+    if json_path:
+        click.echo(
+            "next: measure on the device (add --remote USER@HOST --json dev.json), then: "
+            f"edgekd bench --compare {json_path} dev.json"
+        )
+    else:
+        click.echo("next: add --json out.json (and --report out.md) to keep the results and plots")
 
 
 def _plain(cfg: Any) -> Any:

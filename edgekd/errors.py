@@ -30,6 +30,10 @@ class UnsupportedTargetError(EdgeKDError):
     """A target, runtime or profile is unknown or not installed on this host."""
 
 
+class RemoteError(EdgeKDError):
+    """The device cannot be reached, refuses us, or a copy/run step over SSH failed or timed out."""
+
+
 class ConversionError(EdgeKDError):
     """An export or a parity check failed."""
 

@@ -137,7 +137,7 @@ def _divisible(v: float, divisor: int = 8) -> int:
 def mobilenet_v1(int8: bool = False) -> onnx.ModelProto:
     """MobileNet v1 1.0, 224×224 (569 M MACs)."""
     g = _Graph(int8)
-    x, cin = g.conv("input", 3, 32, 3, 2, act="relu6"), 32
+    x, cin = g.conv(g._qdq("input"), 3, 32, 3, 2, act="relu6"), 32
     for cout, s in [
         (64, 1),
         (128, 2),
@@ -157,7 +157,7 @@ def mobilenet_v1(int8: bool = False) -> onnx.ModelProto:
 def mobilenet_v2(int8: bool = False) -> onnx.ModelProto:
     """MobileNet v2 1.0, 224×224 (300 M MACs)."""
     g = _Graph(int8)
-    x, cin = g.conv("input", 3, 32, 3, 2, act="relu6"), 32
+    x, cin = g.conv(g._qdq("input"), 3, 32, 3, 2, act="relu6"), 32
     # t: expansion, c: output channels, n: repeats, s: first stride
     for t, c, n, s in [
         (1, 16, 1, 1),
@@ -196,7 +196,7 @@ _V3_SMALL = [
 
 def _mobilenet_v3(table, last: int, head: int, name: str, int8: bool) -> onnx.ModelProto:
     g = _Graph(int8)
-    x, cin = g.conv("input", 3, 16, 3, 2, act="hswish"), 16
+    x, cin = g.conv(g._qdq("input"), 3, 16, 3, 2, act="hswish"), 16
     for k, e, c, se, act, s in table:
         y = g.conv(x, cin, e, act=act) if e != cin else x
         y = g.conv(y, e, e, k, s, dw=True, act=act)

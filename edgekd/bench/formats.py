@@ -50,7 +50,7 @@ def _prepare_onnx(path: Path, workdir: Path) -> tuple[Path, list[str]]:
 
 
 def _onnx_preprocess(path: Path, override: str | None) -> PreprocessSpec:
-    from edgekd.runtime.loaders import _onnx_preprocess as declared
+    from edgekd.runtime.loaders import declared_onnx_preprocess as declared
 
     spec = PreprocessSpec.preset(override) if override else declared(path)
     if spec is None:

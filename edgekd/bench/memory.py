@@ -25,8 +25,8 @@ def _status_kb(field: str, status: Path = STATUS) -> float | None:
 def peak_rss_mb(status: Path = STATUS) -> float | None:
     """Peak resident set size of this process in MiB (``None`` if the platform cannot tell)."""
     kb = _status_kb("VmHWM", status)
-    if kb is not None:
-        return kb / 1024
+    if kb is not None:  # the kernel updates the high-water mark lazily: never report less than now
+        return max(kb, _status_kb("VmRSS", status) or 0.0) / 1024
     try:
         import resource
     except ImportError:  # Windows

@@ -24,7 +24,7 @@ from edgekd.paths import targets_dir
 # Fraction of peak ops that XNNPACK-class CPU kernels reach, fitted on published Raspberry Pi 4 numbers
 # (docs/profiles.md, ``python -m edgekd.bench.calibration``). Profiles may override them per unit.
 CPU_FP32_EFFICIENCY = 0.31
-CPU_INT8_EFFICIENCY = 0.57
+CPU_INT8_EFFICIENCY = 0.52
 
 # ORT execution providers that need the profile's GPU
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")

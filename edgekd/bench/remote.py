@@ -21,17 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekd.bench.bundle import runner_outcome
-from edgekd.errors import ConfigError, EdgeKDError
+from edgekd.errors import ConfigError, RemoteError
 
 log = logging.getLogger(__name__)
 
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9._-]*)$")
 _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _REMOTE_DIR = re.compile(r"^/[A-Za-z0-9_./-]+$")
-
-
-class RemoteError(EdgeKDError):
-    """The device cannot be reached, refuses us, or a copy/run step over SSH failed or timed out."""
 
 
 @dataclass(frozen=True)

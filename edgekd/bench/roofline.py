@@ -194,15 +194,20 @@ def onnx_ops(model: str | Path | onnx.ModelProto, batch: int = 1) -> list[OpCost
     constant |= {n.output[0] for n in graph.node if n.op_type == "Constant"}
     weight_dq: dict[str, str] = {}  # DequantizeLinear output of a constant → its quantized source
     activation_dq: dict[str, str] = {}  # DequantizeLinear output of an activation → its source
-    for node in graph.node:  # topological order: constants propagate forwards
+    dq_node: dict[str, int] = {}  # dequantized weight (or a reshape of it) → index of its DequantizeLinear
+    for index, node in enumerate(graph.node):  # topological order: constants propagate forwards
         if node.op_type == "DequantizeLinear":
             (activation_dq, weight_dq)[node.input[0] in constant][node.output[0]] = node.input[0]
             if node.input[0] in constant:
                 constant.add(node.output[0])
+                dq_node[node.output[0]] = index
         elif node.op_type in FREE and node.input and all(i in constant for i in node.input if i):
             constant.update(node.output)
             if node.input[0] in weight_dq:  # a reshaped block-quantized weight is still int8 on disk
                 weight_dq[node.output[0]] = weight_dq[node.input[0]]
+                dq_node[node.output[0]] = dq_node[node.input[0]]
+        elif node.op_type in FREE and node.input and node.input[0] in activation_dq:
+            activation_dq[node.output[0]] = activation_dq[node.input[0]]  # flatten of an int8 tensor
 
     def numel(name: str) -> int | None:
         shape = info.get(name, (None, 0))[0]
@@ -215,16 +220,21 @@ def onnx_ops(model: str | Path | onnx.ModelProto, batch: int = 1) -> list[OpCost
         source = weight_dq.get(name)
         return source is not None and info.get(source, (None, 0))[1] in EIGHT_BIT
 
+    def ends_in_q(tensor: str) -> bool:
+        """Quantized on its way out: read by QuantizeLinear only, or via a fused activation that is."""
+        users = consumers[tensor]
+        if users and all(c.op_type == "QuantizeLinear" for c in users):
+            return True
+        return len(users) == 1 and users[0].op_type in FUSABLE and ends_in_q(users[0].output[0])
+
     def quantized_region(node: onnx.NodeProto) -> bool:
         """Every activation input comes from a DequantizeLinear and every output goes to QuantizeLinear."""
         acts = [i for i in node.input if i and i not in constant]
-        outs_to_q = all(
-            consumers[o] and all(c.op_type == "QuantizeLinear" for c in consumers[o]) for o in node.output
-        )
-        return bool(acts) and all(i in activation_dq for i in acts) and outs_to_q
+        return bool(acts) and all(i in activation_dq for i in acts) and all(ends_in_q(o) for o in node.output)
 
     costs: list[OpCost] = []
     fused_into_compute: set[str] = set()  # outputs of compute ops (and of ops fused into them)
+    executed_dq: set[int] = set()  # weight DequantizeLinear nodes a float op needs at every inference
     for node in graph.node:
         name = node.name or f"{node.op_type}_{len(costs)}"
         op = node.op_type
@@ -274,15 +284,17 @@ def onnx_ops(model: str | Path | onnx.ModelProto, batch: int = 1) -> list[OpCost
             if n is None:
                 unknown = True
                 continue
-            to_q = consumers[tensor] and all(c.op_type == "QuantizeLinear" for c in consumers[tensor])
-            total += n * (1 if int8 and to_q else elem_size(tensor))
+            total += n * (1 if int8 and ends_in_q(tensor) else elem_size(tensor))
 
         macs = 0
         if op in CONV_OPS or op in MATMUL_OPS or op == "ConvTranspose":
             macs = _macs(node, info, weight_dq)
             if macs is None:
                 unknown, macs = True, 0
-            fused_into_compute.update(node.output)
+            if weight_only:  # ONNX Runtime dequantizes such weights at every run and cannot fold a
+                executed_dq.update(dq_node[i] for i in node.input if i in dq_node)  # BatchNorm into them
+            else:
+                fused_into_compute.update(node.output)
         kind: Kind = "compute" if macs else "memory"
         costs.append(OpCost(name, op, kind, "int8" if int8 else "fp32", macs, total, weight_only))
         if unknown:
@@ -290,6 +302,12 @@ def onnx_ops(model: str | Path | onnx.ModelProto, batch: int = 1) -> list[OpCost
                 f"cannot size node {name} ({op}): ONNX shape inference left a shape unknown; "
                 "no roofline estimate for this model"
             )
+    for index in sorted(executed_dq):  # read int8 (+ scales), write float32
+        node = graph.node[index]
+        nbytes = (
+            sum((numel(i) or 0) * elem_size(i) for i in node.input if i) + (numel(node.input[0]) or 0) * 4
+        )
+        costs[index] = OpCost(costs[index].name, node.op_type, "memory", "fp32", 0, nbytes)
     return costs
 
 

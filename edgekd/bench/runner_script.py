@@ -110,11 +110,22 @@ def _forward(model, batch: np.ndarray) -> np.ndarray:
     return np.concatenate(outs)
 
 
+def _import_backend(name: str):
+    """The backend module: a bundle sibling on a device, or edgekd.bench's own file when imported."""
+    if __package__:
+        try:
+            return importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{name}":
+                raise
+    return importlib.import_module(name)
+
+
 def run_job(job: dict, base: Path, backend=None, clock=time.perf_counter) -> dict:
     """Measure one artifact as ``job`` says; ``backend`` (a module with ``Model``) overrides the job's."""
     rss_start = memory.rss_mb()
     if backend is None:
-        backend = importlib.import_module(job["backend"])
+        backend = _import_backend(job["backend"])
     artifact = base / job["artifact"]
     if not artifact.is_file():
         raise JobError(f"artifact not found on this machine: {artifact}")

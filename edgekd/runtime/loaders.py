@@ -12,7 +12,7 @@ from edgekd.runtime.base import Embedder
 METADATA_KEY = "edgekd.preprocess"  # ONNX metadata_props entry written by edgekd's exporters
 
 
-def _onnx_preprocess(path: Path) -> PreprocessSpec | None:
+def declared_onnx_preprocess(path: Path) -> PreprocessSpec | None:
     """The spec embedded by edgekd, in a manifest.json beside the file, or of a known published file."""
     import onnx
 
@@ -35,7 +35,7 @@ def load_onnx_embedder(
 ) -> Embedder:
     from edgekd.runtime.ort_backend import OrtEmbedder
 
-    spec = spec or _onnx_preprocess(path)
+    spec = spec or declared_onnx_preprocess(path)
     if spec is None:
         raise ModelError(
             f"{path} does not say how to preprocess its input: pass --preprocess with one of "

@@ -41,20 +41,13 @@ from edgekd.data.sample import FaceDataset, FaceSample
 from edgekd.errors import DataError
 from edgekd.eval.runner import embed_dataset
 from edgekd.runtime.base import Embedder, l2_normalize
+from edgekd.runtime.known import file_sha256
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when the layout or the key recipe changes: old entries are then never matched
 EMBEDDINGS, FLIP_EMBEDDINGS, META = "embeddings.npy", "flip_embeddings.npy", "meta.json"
 CHUNK = 8192  # images per embed_dataset call, so RAM stays bounded however large the dataset
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def dataset_fingerprint(dataset: FaceDataset) -> str:
@@ -80,7 +73,7 @@ def teacher_fingerprint(embedder: Embedder, teacher_file: str | os.PathLike[str]
         path = Path(teacher_file)
         if not path.is_file():
             raise DataError(f"teacher file not found: {path}")
-        return f"file:{_sha256_file(path)}"
+        return f"file:{file_sha256(path)}"
     described = {
         "class": f"{type(embedder).__module__}.{type(embedder).__qualname__}",
         "name": embedder.name,

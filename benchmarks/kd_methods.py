@@ -1,0 +1,149 @@
+"""Every KD method under the same budget, init and data, on real faces.
+
+    python benchmarks/kd_methods.py [--steps 300] [--methods none,kd,gkd,...] [--threads 2]
+
+Teacher SFace (fp32 ONNX); student MobileFaceNet initialised from ../shared's MS1M weights; training on
+every LFW image of the identities that do NOT occur in folds 6-10; test on folds 6-10 (3,000 pairs,
+5-fold threshold selection). Every method = CosFace margin loss + its KD term(s), same steps, batch,
+optimiser, seed and flip augmentation (the teacher embedding of the flipped image comes from the cache).
+Writes results/kd_methods.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import write_result
+
+from edgekd.data import load_verification_set
+from edgekd.data.identity_folder import IdentityFolderDataset
+from edgekd.data.lfw import identities_in_pairs
+from edgekd.eval import evaluate
+from edgekd.losses import LossSpec, build_objective
+from edgekd.losses.teacher_logits import class_centres
+from edgekd.models import create_model, default_preprocess, load_state_dict_file
+from edgekd.paths import shared_dir
+from edgekd.runtime import load_embedder
+from edgekd.runtime.torch_backend import TorchEmbedder
+from edgekd.train.loop import Budget, train
+from edgekd.train.teacher_cache import TeacherCache
+
+MARGIN = LossSpec("cosface")
+PROJ = {"projection": True}
+# method → KD terms added to the margin loss (instance-level terms learn a projection: the student's
+# and SFace's 128-d spaces are different spaces)
+METHODS: dict[str, list[LossSpec]] = {
+    "none": [],
+    "kd": [LossSpec("kd", 1.0, {"T": 4.0})],
+    "gkd": [LossSpec("gkd", 1.0, {"T": 4.0, "tau": 0.93, "ramp_steps": 100})],
+    "l2": [LossSpec("l2", 50.0, PROJ)],
+    "fc": [LossSpec("fc", 50.0, PROJ)],
+    "iled": [LossSpec("iled", 50.0, {**PROJ, "mode": "power", "anneal_steps": 300})],
+    "rpsd": [LossSpec("rpsd", 5.0, {**PROJ, "bank_size": 4096})],
+    "iled+rpsd": [
+        LossSpec("iled", 50.0, {**PROJ, "mode": "power", "anneal_steps": 300}),
+        LossSpec("rpsd", 5.0, {**PROJ, "bank_size": 4096}),
+    ],
+}
+
+
+def load_train_set(lfw: Path, test_folds: str) -> tuple[IdentityFolderDataset, np.ndarray, np.ndarray]:
+    test = load_verification_set(lfw, test_folds)
+    ds = IdentityFolderDataset(lfw, exclude=identities_in_pairs(test))
+    images = np.stack([ds[i].image for i in range(len(ds))])  # (N, 112, 112, 3): ~6.9k faces fit in RAM
+    return ds, images, ds.labels()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=Path(".cache/teacher"))
+    args = parser.parse_args()
+    shared = shared_dir()
+    if shared is None:
+        sys.exit("needs ../shared (or EDGEKD_SHARED) with data/lfw112 and the models")
+    torch.set_num_threads(args.threads)
+    lfw, teacher_file = shared / "data/lfw112", shared / "models/sface/sface_2021dec_fp32.onnx"
+    student_file = shared / "models/mobilefacenet/mobilefacenet_ms1m.pt"
+
+    ds, images, labels = load_train_set(lfw, "6-10")
+    num_classes = int(labels.max()) + 1
+    teacher = load_embedder(teacher_file, threads=args.threads)
+    cache = TeacherCache.open_or_build(teacher, ds, args.cache, flip=True, teacher_file=teacher_file)
+    t_emb, t_flip = np.array(cache.embeddings), np.array(cache.flip_embeddings)  # into RAM
+    centres = class_centres(t_emb, labels, num_classes)
+    test = load_verification_set(lfw, "6-10")
+    spec = default_preprocess("mobilefacenet_ms1m")
+    budget = Budget(steps=args.steps, batch_size=args.batch_size)
+
+    rows = [("teacher SFace (reference)", evaluate(teacher, test, progress=False), 0.0)]
+    init = load_state_dict_file(student_file)
+    student0 = create_model("mobilefacenet_ms1m")
+    student0.load_state_dict(init)
+    rows.append(
+        (
+            "student, pretrained, no training",
+            evaluate(TorchEmbedder(student0, spec, "pretrained"), test, progress=False),
+            0.0,
+        )
+    )
+    per_method = {}
+    for method in args.methods.split(","):
+        specs = [MARGIN, *METHODS[method]]
+        student = create_model("mobilefacenet_ms1m")
+        student.load_state_dict(init)
+        objective = build_objective(specs, student.embedding_size, num_classes, teacher_dim=t_emb.shape[1])
+        objective.set_teacher_centres(centres)
+        start = time.perf_counter()
+        log = train(student, objective, images, labels, t_emb, t_flip, spec, budget)
+        wall = time.perf_counter() - start
+        res = evaluate(TorchEmbedder(student, spec, method), test, progress=False)
+        rows.append((f"CosFace + {method}" if method != "none" else "CosFace only (no KD)", res, wall))
+        per_method[method] = {
+            "specs": [s.to_dict() for s in specs],
+            "final_losses": log.losses[-1],
+            "train_seconds": wall,
+            "metrics": res.metrics.to_dict(),
+        }
+        print(f"{method}: {100 * res.metrics.accuracy:.2f} % in {wall:.0f} s", flush=True)
+
+    lines = [
+        "| run | accuracy % (folds 6-10) | TAR % @ FAR 1e-3 | train wall s |",
+        "|---|---|---|---|",
+    ]
+    for name, res, wall in rows:
+        m = res.metrics
+        tar = m.tar_at_far.get(1e-3)
+        lines.append(
+            f"| {name} | {100 * m.accuracy:.2f} ± {100 * m.accuracy_std:.2f} | "
+            f"{'n/a' if tar is None else f'{100 * tar[0]:.2f}'} | {wall:.0f} |"
+        )
+    body = (
+        f"Train: {len(ds)} LFW images of {num_classes} identities not in folds 6-10; test: folds 6-10 "
+        f"({test.num_pairs} pairs, thresholds on the other 4 folds). Budget per method: {budget}.\n\n"
+        + "\n".join(lines)
+    )
+    md = write_result(
+        "kd_methods",
+        "KD methods, same budget (SFace → MobileFaceNet, LFW)",
+        body,
+        {"budget": budget.__dict__, "methods": per_method},
+    )
+    print(md.read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,361 @@
+"""``edgekd bench``: latency, memory and accuracy of artifacts, measured here or on a device, plus a
+roofline estimate for the chosen device profile.
+
+Pipeline per artifact: the format (:data:`REGISTRY`, by file suffix) → a job for the self-contained
+runner (threads and execution providers from the profile) → run locally in a fresh process or on
+``--remote`` over SSH → accuracy on ``--pairs`` through :func:`edgekd.eval.evaluate` → the profile's
+estimate from the artifact's op list (:mod:`edgekd.bench.roofline`).
+
+>>> run = bench(["model.onnx"], "x86", pairs="../shared/data/lfw112", folds="6-10")  # doctest: +SKIP
+>>> print(report.markdown(run.to_dict()))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.bench import report
+from edgekd.bench.profiles import Profile, list_profiles, load_profile
+from edgekd.config import from_dict
+from edgekd.errors import ConfigError, ModelError, UnsupportedTargetError
+from edgekd.registry import Registry
+
+__all__ = ["REGISTRY", "BenchOptions", "BenchRun", "bench", "list_profiles", "load_profile", "report"]
+
+log = logging.getLogger(__name__)
+
+# file suffix → ArtifactFormat ("module:attr"); OpenVINO IR (.xml) and TFLite (.tflite) add one line each
+REGISTRY = Registry(
+    "artifact format",
+    {
+        ".onnx": "edgekd.bench.formats:ONNX",
+    },
+    error=UnsupportedTargetError,
+)
+DEFAULT_RUNS = 50
+EMBED_BATCH = 64  # images per forward pass when embedding pairs (accuracy does not depend on it)
+_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What ``edgekd bench`` was asked; validated once here (unknown keys and bad values are errors)."""
+
+    artifacts: tuple[str, ...]
+    profile: str
+    pairs: str | None = None
+    folds: str | None = None
+    runs: int | None = None  # default DEFAULT_RUNS when neither runs nor seconds is given
+    seconds: float | None = None
+    warmup: int = 5
+    batch: int = 8
+    preprocess: str | None = None
+    remote: str | None = None
+    ssh_key: str | None = None
+    known_hosts: str | None = None
+    remote_python: str = "python3"
+    connect_timeout_s: int = 10
+    timeout_s: float = 1800.0
+
+    def __post_init__(self) -> None:
+        if not self.artifacts:
+            raise ConfigError("no artifact given: use --artifact PATH (repeat for several)")
+        if self.runs is not None and self.seconds is not None:
+            raise ConfigError("give --runs or --seconds, not both")
+        if (self.runs is not None and self.runs < 1) or (self.seconds is not None and self.seconds <= 0):
+            raise ConfigError(f"--runs must be >= 1 and --seconds > 0, got {self.runs}, {self.seconds}")
+        if self.warmup < 0 or self.batch < 1:
+            raise ConfigError(f"--warmup must be >= 0 and --batch >= 1, got {self.warmup}, {self.batch}")
+        if self.connect_timeout_s < 1 or self.timeout_s <= 0:
+            raise ConfigError("timeouts must be positive")
+
+
+@dataclass
+class BenchRun:
+    """All results of one ``bench`` call; :meth:`to_dict` is the JSON format the reports read."""
+
+    options: BenchOptions
+    profile: Profile
+    where: str
+    measured_on: str
+    results: list[dict]
+    pairs: dict | None = None
+    notes: list[str] = field(default_factory=list)
+    host: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        from edgekd.config import to_dict
+
+        return {
+            "edgekd_bench": report.FORMAT_VERSION,
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "where": self.where,
+            "measured_on": self.measured_on,
+            "profile": {
+                "name": self.profile.name,
+                "description": self.profile.description,
+                "threads": self.profile.threads,
+            },
+            "options": {**to_dict(self.options), "runs": _runs(self.options)},
+            "pairs": self.pairs,
+            "results": self.results,
+            "notes": self.notes,
+            "host": self.host,
+        }
+
+
+def _runs(opts: BenchOptions) -> int | None:
+    return opts.runs if opts.runs is not None or opts.seconds is not None else DEFAULT_RUNS
+
+
+def _format(path: Path):
+    suffix = path.suffix.lower()
+    if suffix not in REGISTRY:
+        raise UnsupportedTargetError(
+            f"{path}: " + REGISTRY_MESSAGE.format(suffix=suffix or "(none)", known=", ".join(REGISTRY))
+        )
+    return REGISTRY.resolve(suffix)
+
+
+REGISTRY_MESSAGE = (
+    "no benchmark runner for '{suffix}' files; known: {known} "
+    "(OpenVINO IR and TFLite runners arrive with their converters)"
+)
+
+
+def _precision(ops) -> str:
+    macs = sum(op.macs for op in ops)
+    int8 = sum(op.macs for op in ops if op.precision == "int8")
+    if macs and int8 / macs > 0.95:
+        return "int8"
+    if int8:
+        return f"mixed ({100 * int8 / macs:.0f} % int8 MACs)"
+    return "fp32 (int8 weights)" if any(op.weight_only_int8 for op in ops) else "fp32"
+
+
+def _measured_on(host: dict) -> str:
+    return f"{host['cpu']} ({host['machine']}, {host['logical_cores']} logical cores)"
+
+
+def _estimates(fmt, path: Path, profile: Profile, batch: int, dynamic_batch: bool) -> tuple[dict, list[str]]:
+    """The profile's estimate (batch 1, and batch ``batch`` for throughput) and one per known profile."""
+    from edgekd.bench.roofline import estimate
+
+    if fmt.op_list is None:
+        return {"precision": "unknown"}, [f"no roofline for {fmt.name} artifacts yet: no estimate"]
+    try:
+        ops = fmt.op_list(path, 1)
+    except ModelError as exc:
+        return {"precision": "unknown"}, [f"no estimate: {exc}"]
+    choice = profile.runtime_for(fmt.runtime)
+    unit = choice.unit if choice else "cpu"
+    est = estimate(ops, profile.unit(unit), 1, unit)
+    out: dict[str, Any] = {"precision": _precision(ops), "estimate": est.to_dict()}
+    if batch > 1 and dynamic_batch:
+        est_b = estimate(fmt.op_list(path, batch), profile.unit(unit), batch, unit)
+        out["estimate"]["images_per_s_at_batch"] = round(1e3 * batch / est_b.latency_ms, 2)
+    by_profile, units = {}, {}
+    for name in list_profiles():
+        other = load_profile(name)
+        c = other.runtime_for(fmt.runtime)
+        if c:
+            by_profile[name] = round(estimate(ops, other.unit(c.unit), 1, c.unit).latency_ms, 3)
+            units[name] = c.unit
+    out["estimates_by_profile"] = by_profile
+    out["estimate_units"] = units  # where each profile's runtime for this format computes (cpu / gpu)
+    return out, list(est.notes)
+
+
+def bench(
+    artifacts: list[str] | tuple[str, ...], profile: str, progress: bool = False, **options: Any
+) -> BenchRun:
+    """Benchmark ``artifacts`` with ``profile``'s settings; options as :class:`BenchOptions` (``None`` =
+    default). Runs here unless ``remote="user@host[:port]"``.
+
+    >>> run = bench(["sface.onnx"], "rpi4", pairs="synthetic", runs=20)  # doctest: +SKIP
+    >>> run.results[0]["latency"]["p50_ms"], run.results[0]["estimate"]["latency_ms"]  # doctest: +SKIP
+    (12.4, 85.5)
+    """
+    from edgekd.bench.remote import RemoteTarget
+
+    values = {"artifacts": tuple(str(a) for a in artifacts), "profile": profile}
+    values.update({k: v for k, v in options.items() if v is not None})
+    opts = from_dict(BenchOptions, values, source="bench options")
+    prof = load_profile(opts.profile)
+    planned = []
+    for ref in opts.artifacts:
+        path = Path(ref)
+        if not path.is_file():
+            raise ModelError(f"artifact not found: {path}")
+        fmt = _format(path)
+        if prof.runtime_for(fmt.runtime) is None:
+            runtimes = ", ".join(c.runtime for c in prof.runtimes)
+            raise UnsupportedTargetError(
+                f"profile {prof.name} lists no {fmt.runtime} runtime for {path.name} "
+                f"(its runtimes: {runtimes})"
+            )
+        planned.append((path, fmt))
+    target = None
+    if opts.remote:
+        target = RemoteTarget.parse(
+            opts.remote,
+            identity=Path(opts.ssh_key).expanduser() if opts.ssh_key else None,
+            known_hosts=Path(opts.known_hosts).expanduser() if opts.known_hosts else None,
+            python=opts.remote_python,
+            connect_timeout_s=opts.connect_timeout_s,
+            timeout_s=opts.timeout_s,
+        )
+    else:
+        for path, fmt in planned:
+            if importlib.util.find_spec(fmt.module) is None:
+                raise UnsupportedTargetError(
+                    f"{fmt.module} (needed to run {path.suffix} artifacts) is not installed on this host: "
+                    f"pip install -c constraints.txt {fmt.module}, or measure on a device with "
+                    "--remote USER@HOST"
+                )
+
+    vset, pairs = None, None
+    if opts.pairs:
+        from edgekd.data import load_verification_set
+
+        vset = load_verification_set(opts.pairs, opts.folds)
+        pairs = {
+            "name": vset.name,
+            "folds": opts.folds or "all",
+            "num_pairs": vset.num_pairs,
+            "num_folds": len(np.unique(vset.folds)),
+        }
+
+    with tempfile.TemporaryDirectory(prefix="edgekd-bench-") as tmp:
+        work = Path(tmp)
+        images = images_path = None
+        if vset is not None and target is not None:
+            from edgekd.bench.accuracy import dataset_images
+
+            images = dataset_images(vset.images, progress)
+            images_path = work / "images.npy"
+            np.save(images_path, images)
+        results, run_notes, measured_on = [], [], None
+        for i, (path, fmt) in enumerate(planned):
+            sub = work / f"a{i}"
+            sub.mkdir()
+            result = _bench_one(path, fmt, prof, opts, target, vset, images, images_path, sub, progress)
+            measured_on = measured_on or result["measured_on"]
+            results.append(result)
+    where = f"ssh {target.label}" if target else "local"
+    if target is None:
+        run_notes += _host_notes(prof, results[0] if results else None)
+    from edgekd.info import host_info
+
+    return BenchRun(opts, prof, where, measured_on or "?", results, pairs, run_notes, host_info())
+
+
+def _host_notes(prof: Profile, result: dict | None) -> list[str]:
+    """Say plainly when this host is not the profile's device (the usual case for local runs)."""
+    if result is None:
+        return []
+    host = result["host"]
+    arch = _ARCH.get(host["machine"].lower(), host["machine"])
+    notes = []
+    if arch != prof.cpu.arch or host["logical_cores"] != prof.cpu.cores:
+        notes.append(
+            f"this host is not a {prof.name} device: measured columns are this host's numbers "
+            f"({host['cpu']}); the estimate column is for {prof.name}"
+        )
+    missing = [f for f in prof.cpu.isa if f not in host["features"] and arch == prof.cpu.arch]
+    if missing:
+        notes.append(
+            f"this host lacks the profile's {', '.join(missing)}: int8 speed here is not {prof.name}'s"
+        )
+    return notes
+
+
+def _bench_one(path, fmt, prof, opts, target, vset, images, images_path, work, progress) -> dict:
+    from edgekd.bench.bundle import bundle_files, run_local
+    from edgekd.bench.remote import run_remote
+
+    run_path, notes = fmt.prepare(path, work)
+    spec = fmt.preprocess(path, opts.preprocess)
+    choice = prof.runtime_for(fmt.runtime)
+    threads = prof.threads
+    if target is None and threads > (os.cpu_count() or threads):
+        threads = os.cpu_count() or threads
+        notes.append(
+            f"{prof.name} uses {prof.threads} threads; this host has {threads} logical cores: ran {threads}"
+        )
+    job = {
+        "artifact": str(run_path.resolve()),
+        "backend": fmt.backend,
+        "threads": threads,
+        "providers": list(choice.providers),
+        "warmup": opts.warmup,
+        "runs": _runs(opts),
+        "seconds": opts.seconds,
+        "batch": opts.batch,
+        "input": spec.to_dict(),
+        "embed_batch": EMBED_BATCH,
+        "seed": 0,
+    }
+    log.info("benchmarking %s (%s) %s", path.name, fmt.name, f"on {target.label}" if target else "locally")
+    if target is not None:
+        res = run_remote(target, job, bundle_files(fmt.backend), run_path, images_path, fmt.module)
+    else:
+        res = run_local(job, fmt.backend, fmt.module, opts.timeout_s)
+    runtime = res["runtime"]
+    if runtime.get("providers_missing"):
+        notes.append(
+            f"profile prefers {', '.join(runtime['providers_missing'])}: not in this onnxruntime build; "
+            f"ran on {', '.join(runtime['providers'])}"
+        )
+    if res.get("max_batch") and opts.batch > 1:
+        notes.append(
+            f"static batch {res['max_batch']}: batch {opts.batch} ran as {res['max_batch']}-image calls"
+        )
+
+    accuracy = None
+    if vset is not None:
+        from edgekd.eval import evaluate
+
+        if target is not None:
+            from edgekd.bench.accuracy import ReplayEmbedder
+            from edgekd.bench.runner_script import decode_embeddings
+
+            embedder = ReplayEmbedder(path.name, decode_embeddings(res["embeddings"]), images, spec)
+            accuracy = evaluate(embedder, vset, batch_size=EMBED_BATCH, progress=False).to_dict()
+            accuracy["embed_seconds"] = res.get("embed_seconds")
+        else:
+            from edgekd.runtime import load_embedder
+
+            embedder = load_embedder(path, threads=threads, preprocess=opts.preprocess)
+            accuracy = evaluate(embedder, vset, batch_size=EMBED_BATCH, progress=progress).to_dict()
+
+    est, est_notes = _estimates(fmt, path, prof, opts.batch, res.get("max_batch") is None)
+    res.pop("embeddings", None)
+    return {
+        "artifact": str(path),
+        "name": path.name,
+        "format": fmt.name,
+        "size_bytes": path.stat().st_size,
+        "measured_on": _measured_on(res["host"]),
+        **res,
+        "accuracy": accuracy,
+        **est,
+        "notes": notes + est_notes,
+    }
+
+
+def compare_files(paths: list[str | Path]) -> tuple[list[dict], str]:
+    """Read several ``--json`` results; returns them and a side-by-side Markdown table."""
+    if len(paths) < 1:
+        raise ConfigError("--compare needs at least one result file (written by edgekd bench --json)")
+    runs = [report.read_json(p) for p in paths]
+    return runs, report.compare(runs, [Path(p).name for p in paths])
