@@ -80,6 +80,7 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path(".cache/teacher"))
+    parser.add_argument("--name", default="kd_methods", help="result file name in benchmarks/results/")
     args = parser.parse_args()
     shared = shared_dir()
     if shared is None:
@@ -154,7 +155,7 @@ def main() -> None:
         + "\n".join(lines)
     )
     md = write_result(
-        "kd_methods",
+        args.name,
         "KD methods, same budget (SFace → MobileFaceNet, LFW)",
         body,
         {
