@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekd.bench.roofline import OpCost
-from edgekd.data.preprocess import PRESETS, PreprocessSpec
-from edgekd.errors import ModelError
+from edgekd.data.preprocess import PreprocessSpec
 
 
 @dataclass(frozen=True)
@@ -50,15 +49,9 @@ def _prepare_onnx(path: Path, workdir: Path) -> tuple[Path, list[str]]:
 
 
 def _onnx_preprocess(path: Path, override: str | None) -> PreprocessSpec:
-    from edgekd.runtime.loaders import declared_onnx_preprocess as declared
+    from edgekd.runtime.loaders import onnx_preprocess
 
-    spec = PreprocessSpec.preset(override) if override else declared(path)
-    if spec is None:
-        raise ModelError(
-            f"{path} does not say how to preprocess its input: "
-            f"pass --preprocess with one of {', '.join(PRESETS)}"
-        )
-    return spec
+    return onnx_preprocess(path, PreprocessSpec.preset(override) if override else None)
 
 
 def _onnx_op_list(path: Path, batch: int) -> list[OpCost]:

@@ -42,12 +42,14 @@ else:  # run as a file from its bundle directory (device or local subprocess)
 EXIT_RUNTIME_MISSING = 3
 EXIT_BAD_INPUT = 4
 RUNNER_VERSION = 1
+# A copy of edgekd.info.CPU_FLAGS (this file runs on devices without edgekd); a test keeps them equal.
 CPU_FLAGS = (
     "avx2",
     "fma",
     "avx512f",
     "avx512_vnni",
     "avx_vnni",
+    "amx_tile",
     "amx_int8",
     "asimd",
     "asimddp",

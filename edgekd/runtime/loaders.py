@@ -30,11 +30,8 @@ def declared_onnx_preprocess(path: Path) -> PreprocessSpec | None:
     return known_preprocess(path)
 
 
-def load_onnx_embedder(
-    path: Path, spec: PreprocessSpec | None, threads: int | None, arch: str | None
-) -> Embedder:
-    from edgekd.runtime.ort_backend import OrtEmbedder
-
+def onnx_preprocess(path: Path, spec: PreprocessSpec | None = None) -> PreprocessSpec:
+    """``spec`` if given, else what the file declares; a file that declares nothing is an error."""
     spec = spec or declared_onnx_preprocess(path)
     if spec is None:
         raise ModelError(
@@ -42,7 +39,15 @@ def load_onnx_embedder(
             f"{', '.join(PRESETS)} (raw255 = RGB 0..255, arcface = (x-127.5)/127.5, "
             "imagenet = ImageNet mean/std)"
         )
-    return OrtEmbedder(path, spec, threads)
+    return spec
+
+
+def load_onnx_embedder(
+    path: Path, spec: PreprocessSpec | None, threads: int | None, arch: str | None
+) -> Embedder:
+    from edgekd.runtime.ort_backend import OrtEmbedder
+
+    return OrtEmbedder(path, onnx_preprocess(path, spec), threads)
 
 
 def load_torch_embedder(

@@ -135,3 +135,14 @@ def test_exit_statuses_map_to_typed_errors(tiny, tmp_path, monkeypatch):
     assert runner_script.main(["--config", str(job), "--out", str(out)]) == bundle.EXIT_BAD_INPUT
     with pytest.raises(ModelError, match="rejected the job on this host: JobError: cannot load"):
         bundle.runner_outcome(4, "JobError: cannot load garbage.onnx: ...", out, "this host", "onnxruntime")
+
+
+def test_runner_reports_the_same_cpu_facts_as_edgekd_info():
+    from edgekd.bench.runner_script import CPU_FLAGS, host_facts
+    from edgekd.info import CPU_FLAGS as INFO_FLAGS
+    from edgekd.info import cpu_info
+
+    assert CPU_FLAGS == INFO_FLAGS
+    facts, info = host_facts(), cpu_info()
+    assert facts["features"] == info["features"]
+    assert facts["logical_cores"] == info["logical_cores"]
