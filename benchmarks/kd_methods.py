@@ -27,7 +27,9 @@ from edgekd.data import load_verification_set
 from edgekd.data.identity_folder import IdentityFolderDataset
 from edgekd.data.lfw import identities_in_pairs
 from edgekd.eval import evaluate
-from edgekd.losses import LossSpec, build_objective
+from edgekd.losses import build_objective
+from edgekd.losses.methods import MARGIN
+from edgekd.losses.methods import METHODS as KD_METHODS
 from edgekd.losses.teacher_logits import centre_logits, class_centres
 from edgekd.models import create_model, default_preprocess, load_state_dict_file
 from edgekd.paths import shared_dir
@@ -36,23 +38,7 @@ from edgekd.runtime.torch_backend import TorchEmbedder
 from edgekd.train.loop import Budget, train
 from edgekd.train.teacher_cache import TeacherCache
 
-MARGIN = LossSpec("cosface")
-PROJ = {"projection": True}
-# method → KD terms added to the margin loss (instance-level terms learn a projection: the student's
-# and SFace's 128-d spaces are different spaces)
-METHODS: dict[str, list[LossSpec]] = {
-    "none": [],
-    "kd": [LossSpec("kd", 1.0, {"T": 4.0})],
-    "gkd": [LossSpec("gkd", 1.0, {"T": 4.0, "tau": 0.93, "ramp_steps": 100})],
-    "l2": [LossSpec("l2", 50.0, PROJ)],
-    "fc": [LossSpec("fc", 50.0, PROJ)],
-    "iled": [LossSpec("iled", 50.0, {**PROJ, "mode": "power", "anneal_steps": 300})],
-    "rpsd": [LossSpec("rpsd", 5.0, {**PROJ, "bank_size": 4096})],
-    "iled+rpsd": [
-        LossSpec("iled", 50.0, {**PROJ, "mode": "power", "anneal_steps": 300}),
-        LossSpec("rpsd", 5.0, {**PROJ, "bank_size": 4096}),
-    ],
-}
+METHODS = {name: list(specs) for name, specs in KD_METHODS.items()}
 
 
 def load_train_set(lfw: Path, test_folds: str) -> tuple[IdentityFolderDataset, np.ndarray, np.ndarray]:

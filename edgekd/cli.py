@@ -232,3 +232,6 @@ def info_cmd(as_json: bool) -> None:
     for name, providers in info["runtimes"].items():
         click.echo(f"  {name:<16} {', '.join(providers) if providers else 'not installed'}")
     click.echo(f"shared data: {info['shared_dir'] or 'not found (set EDGEKD_SHARED)'}")
+
+
+from edgekd import cli_train  # noqa: E402, F401  (registers distill, distill-qat)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from edgekd.distributed import all_gather_rows
 from edgekd.errors import ConfigError
 
 
@@ -49,6 +50,8 @@ class MemoryBank(nn.Module):
                 f"memory bank of dim {self.dim}: got embeddings {tuple(embeddings.shape)}, "
                 f"labels {tuple(labels.shape)}"
             )
+        # Under DDP every rank enqueues the global batch, so all banks hold what one process would.
+        embeddings, labels = all_gather_rows(embeddings), all_gather_rows(labels)
         b = embeddings.shape[0]
         start = int(self.ptr)
         if (

@@ -45,11 +45,14 @@ class DepthwiseSeparable(nn.Module):
         self.pointwise = nn.Conv2d(channels, channels, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels)
         self.bn2 = nn.BatchNorm2d(channels)
-        self.relu = nn.ReLU(inplace=True)
+        # Two modules, not one used twice: PT2E quantizers match activations by module partition, and a
+        # shared ReLU becomes one partition with two outputs (X86InductorQuantizer then refuses the model).
+        self.relu1 = nn.ReLU(inplace=True)
+        self.relu2 = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.bn1(self.depthwise(x)))
-        return self.relu(self.bn2(self.pointwise(x)))
+        x = self.relu1(self.bn1(self.depthwise(x)))
+        return self.relu2(self.bn2(self.pointwise(x)))
 
 
 class GlobalDepthwiseConv(nn.Module):

@@ -1,0 +1,111 @@
+"""``edgekd distill`` and ``edgekd distill-qat`` (registered on the main group by :mod:`edgekd.cli`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from edgekd.cli import _friendly, main
+
+_TRAIN_OPTIONS: list[Callable[..., Any]] = [
+    click.option(
+        "-c", "--config", type=click.Path(dir_okay=False), help="YAML run config (see docs/train.md)."
+    ),
+    click.option("--teacher", help="Teacher: sface, an .onnx file or a PyTorch model.  [default: sface]"),
+    click.option(
+        "--student",
+        help="Student architecture (mobilefacenet_ms1m, mobilefacenet, ...) or a state_dict file.",
+    ),
+    click.option(
+        "--init", "student_init", help="Initial student weights (state_dict), e.g. a pretrained model."
+    ),
+    click.option(
+        "--data", help="Training faces: identity-folder root (one folder per person) or 'synthetic'."
+    ),
+    click.option("--exclude-pairs", help="Hold out the identities of these pairs (e.g. the LFW root)."),
+    click.option("--val-pairs", help="Pairs evaluated every --val-every steps (LFW root, .bin, synthetic)."),
+    click.option("--val-folds", help="Folds of --val-pairs, e.g. 6-10."),
+    click.option(
+        "--method",
+        help="KD recipe: none, kd, gkd, l2, fc, iled, rpsd, iled+rpsd (margin loss + KD terms; "
+        "overrides 'losses:').",
+    ),
+    click.option("--steps", type=int, help="Optimizer steps.  [default: 300]"),
+    click.option(
+        "-b", "--batch-size", type=int, help="Global batch (split over torchrun ranks).  [default: 64]"
+    ),
+    click.option("--out", help="Run folder: checkpoints, metrics.csv, tb/.  [default: runs/distill]"),
+    click.option("--resume", type=click.Path(dir_okay=False), help="Continue exactly from this checkpoint."),
+    click.option("-t", "--threads", type=int, help="Intra-op threads.  [default: all cores]"),
+    click.option(
+        "-o", "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key."
+    ),
+    click.option("--progress/--no-progress", default=True, help="Progress bar with loss and images/s."),
+]
+
+
+def _train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_TRAIN_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def _run(target: str | None, method: str | None, **options: Any) -> None:
+    from edgekd.config import load_config
+    from edgekd.losses.methods import as_config, method_losses
+    from edgekd.train.config import DistillConfig
+    from edgekd.train.trainer import distill
+
+    config, overrides = options.pop("config"), options.pop("overrides")
+    resume, progress = options.pop("resume"), options.pop("progress")
+    if method:
+        options["losses"] = as_config(method_losses(method))
+    if target:
+        overrides = (*overrides, f"qat.target={target}")
+    cfg = load_config(DistillConfig, config, overrides, **options)
+    result = distill(cfg, resume=resume, progress=progress)
+    best = f", best val accuracy {100 * result.best_metric:.2f} %" if result.best_metric is not None else ""
+    click.echo(f"trained {result.step} steps in {result.seconds:.0f} s{best}; checkpoints in {result.out}")
+    if target:
+        click.echo(f"next: edgekd convert --checkpoint {result.last_checkpoint} --target {target}")
+
+
+@main.command("distill")
+@_train_options
+@_friendly
+def distill_cmd(**options: Any) -> None:
+    """Train a student with knowledge distillation, in float (no quantization).
+
+    \b
+    The teacher's embeddings are computed once and cached; losses come from the config or --method.
+    Multi-process: torchrun --nproc-per-node 2 -m edgekd distill ...
+    Example:
+      edgekd distill --data ../shared/data/lfw112 --exclude-pairs ../shared/data/lfw112 \\
+        --val-pairs ../shared/data/lfw112 --val-folds 6-10 --init mobilefacenet_ms1m.pt --method l2
+    """
+    _run(None, **options)
+
+
+@main.command("distill-qat")
+@click.option(
+    "--target",
+    required=True,
+    help="Runtime whose int8 arithmetic the fake quantization mirrors: "
+    "onnx, openvino, tflite, or a target spec .yaml.",
+)
+@_train_options
+@_friendly
+def distill_qat_cmd(target: str, **options: Any) -> None:
+    """Distillation combined with quantization-aware training for one target runtime.
+
+    \b
+    The student is exported (torch.export) and prepared with the target's PT2E quantizer (PReLU
+    included); conv-BN pairs are folded into the fake-quantized weights; BN statistics and observers
+    freeze at qat.freeze_bn_step / qat.freeze_observers_step. Checkpoints keep the target spec, so
+    `edgekd convert` produces the matching int8 artifact.
+    Example:
+      edgekd distill-qat --target onnx --init mobilefacenet_ms1m.pt --method l2 --steps 300
+    """
+    _run(target, **options)

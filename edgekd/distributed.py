@@ -1,0 +1,66 @@
+"""Multi-process training as ``torchrun`` sets it up: rank/world from the environment, gloo or nccl.
+
+edgekd never spawns processes itself; ``torchrun --nproc-per-node 2 -m edgekd distill-qat ...`` does.
+Every rank draws the same global batch indices for a step and takes its own slice, so the union of the
+ranks' batches is the single-process batch and DDP's gradient average matches it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def init_from_env() -> DistInfo:
+    """Join the process group torchrun describes (``WORLD_SIZE`` > 1); single process otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return DistInfo(rank=dist.get_rank(), world=dist.get_world_size())
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def shutdown(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate a ``(B, ...)`` tensor over ranks in rank order (identity without a process group).
+
+    Every rank must pass the same ``B``; used so memory banks see the global batch on every rank.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def rank_slice(indices, info: DistInfo):
+    """This rank's share of the global batch: every ``world``-th element from ``rank``."""
+    return indices[info.rank :: info.world]

@@ -1,0 +1,122 @@
+"""Target specs: the declarative ``targets/<name>.yaml`` files that say how a runtime computes in int8.
+
+One file per runtime (``onnx``, ``openvino``, ``tflite``). It fixes the integer arithmetic the fake
+quantization must mirror (weight and activation schemes, ranges), the PT2E quantizer that annotates the
+graph, the I/O dtypes and how the converter is driven. The quantizers (:mod:`edgekd.quant.quantizers`)
+and the converters read it; a user can pass their own file instead of a name.
+
+>>> load_target("onnx").activations.dtype  # doctest: +SKIP
+'uint8'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from edgekd.config import from_dict, read_yaml, to_dict
+from edgekd.errors import ConfigError, UnsupportedTargetError, unknown_name
+from edgekd.paths import targets_dir
+
+DTYPE_RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class QScheme:
+    """One quantizer: integer dtype and range, and per-tensor/per-channel, symmetric/affine."""
+
+    dtype: Literal["int8", "uint8"]
+    qscheme: Literal["per_tensor_affine", "per_tensor_symmetric", "per_channel_symmetric"]
+    quant_min: int
+    quant_max: int
+    ch_axis: int = 0
+
+    def __post_init__(self) -> None:
+        lo, hi = DTYPE_RANGES[self.dtype]
+        if not lo <= self.quant_min < self.quant_max <= hi:
+            raise ConfigError(
+                f"{self.dtype} range must lie in [{lo}, {hi}] with quant_min < quant_max, "
+                f"got [{self.quant_min}, {self.quant_max}]"
+            )
+        if self.qscheme.endswith("symmetric") and self.dtype != "int8":
+            raise ConfigError(f"symmetric {self.qscheme} needs int8, got {self.dtype}")
+
+    @property
+    def per_channel(self) -> bool:
+        return self.qscheme.startswith("per_channel")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PReLUScheme:
+    """How PReLU is quantized: output/input with the activation scheme, the slope ``alpha`` with its own."""
+
+    quantize: bool = True
+    alpha: QScheme | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConverterSpec:
+    """How ``edgekd convert`` produces and checks the artifact."""
+
+    tool: Literal["torch.onnx", "openvino", "litert-torch"]
+    fold_quantize: bool
+    suffix: str
+    opset: int | None = None
+    input_dtype: Literal["float32", "int8", "uint8"] = "float32"
+    output_dtype: Literal["float32", "int8", "uint8"] = "float32"
+    min_int8_mac_share: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_int8_mac_share <= 1:
+            raise ConfigError(f"min_int8_mac_share must be in [0, 1], got {self.min_int8_mac_share}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetSpec:
+    """A runtime's int8 arithmetic, its PT2E quantizer and its converter (see ``targets/README.md``)."""
+
+    name: str
+    runtime: Literal["onnxruntime", "openvino", "litert"]
+    description: str
+    quantizer: Literal["edgekd", "x86_inductor", "litert"]
+    weights: QScheme
+    activations: QScheme
+    prelu: PReLUScheme = field(default_factory=PReLUScheme)
+    # dotted module-path prefixes kept in float (e.g. a head the runtime can't run in int8)
+    keep_float: tuple[str, ...] = ()
+    converter: ConverterSpec
+
+    def __post_init__(self) -> None:
+        if not self.weights.qscheme.endswith("symmetric"):
+            raise ConfigError(f"weights must be symmetric (zero point 0), got {self.weights.qscheme}")
+        if self.activations.per_channel:
+            raise ConfigError("activations must be per-tensor")
+
+    def to_dict(self) -> dict:
+        """Plain dict, stored in checkpoints and manifests so an artifact records the arithmetic it used."""
+        return to_dict(self)
+
+
+def list_targets(root: Path | None = None) -> list[str]:
+    """Names of the target specs shipped in ``targets/`` (file stems), sorted."""
+    root = root or targets_dir()
+    return sorted(p.stem for p in root.glob("*.yaml")) if root.is_dir() else []
+
+
+def load_target(ref: str | Path) -> TargetSpec:
+    """A target spec by name (``tflite``) or by path to a YAML file; unknown names list the known ones."""
+    path = Path(ref)
+    if path.suffix not in (".yaml", ".yml"):
+        known = list_targets()
+        if str(ref) not in known:
+            raise UnsupportedTargetError(unknown_name("target", str(ref), known))
+        path = targets_dir() / f"{ref}.yaml"
+    elif not path.is_file():
+        raise UnsupportedTargetError(f"target spec file not found: {path}")
+    return target_from_dict(read_yaml(path), source=str(path))
+
+
+def target_from_dict(data: dict, source: str = "<target>") -> TargetSpec:
+    """Validate a spec given as a dict (e.g. the copy stored in a checkpoint)."""
+    return from_dict(TargetSpec, data, source=source)

@@ -1,0 +1,91 @@
+"""``edgekd distill`` / ``distill-qat`` configuration: one frozen dataclass tree, validated on load.
+
+Every field has a default that runs (synthetic faces, the SFace teacher, a MobileFaceNet student), so
+``edgekd distill-qat --target onnx`` works without a file; ``edgekd/configs/distill_lfw.yaml`` is the
+real-data recipe. Command-line options and ``-o key=value`` overrides win over the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from edgekd.errors import ConfigError
+from edgekd.losses import LossSpec, parse_losses
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    """Optimiser and schedule: linear warm-up then cosine decay to ``min_lr_ratio·lr``."""
+
+    name: Literal["sgd", "adamw"] = "adamw"
+    lr: float = 1e-4  # backbone (pretrained students want a gentle rate)
+    head_lr: float = 1e-2  # margin heads, projections: trained from scratch
+    weight_decay: float = 5e-4
+    momentum: float = 0.9  # SGD only
+    warmup_steps: int = 30
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 5.0  # max global L2 norm; 0 disables
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.head_lr <= 0:
+            raise ConfigError(f"optim.lr and optim.head_lr must be > 0, got {self.lr}, {self.head_lr}")
+        if self.warmup_steps < 0 or self.grad_clip < 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError("optim.warmup_steps, optim.grad_clip >= 0 and optim.min_lr_ratio in [0, 1]")
+
+
+@dataclass(frozen=True, kw_only=True)
+class QATConfig:
+    """Quantization-aware training: the target whose arithmetic is mirrored, and when to freeze.
+
+    ``freeze_bn_step``: from this step BN uses its running statistics (a small batch's statistics are
+    noisy, and a pretrained student's are good); ``freeze_observers_step``: from this step scales and
+    zero points stop moving so the weights settle on the final grid. Negative = never.
+    """
+
+    target: str | None = None  # name (onnx|openvino|tflite) or a spec file; None = float training
+    freeze_bn_step: int = 0
+    freeze_observers_step: int = -1
+    calib_batches: int = 4  # forward-only batches that set the initial scales before the first update
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistillConfig:
+    """Everything one distillation run needs; stored in every checkpoint."""
+
+    student: str = "mobilefacenet_ms1m"  # registered architecture name, or a state_dict file
+    student_arch: str | None = None  # architecture of a state_dict file when it can't be detected
+    student_options: dict[str, Any] = field(default_factory=dict)  # e.g. {width: 0.5, embedding_size: 256}
+    student_init: str | None = None  # weights to start from (state_dict), e.g. the pretrained student
+    teacher: str = "sface"  # named model or file (ONNX or PyTorch); cached unless a loss needs features
+    teacher_preprocess: Literal["raw255", "arcface", "imagenet"] | None = None  # when the file doesn't say
+    data: str = "synthetic"  # identity-folder root (one folder per person), or "synthetic"
+    exclude_pairs: str | None = None  # pairs whose identities are held out of training (no leakage)
+    val_pairs: str | None = None  # verification set for periodic evaluation ("synthetic", LFW root)
+    val_folds: str | None = None  # e.g. "6-10"
+    val_every: int = 100
+    losses: tuple[Any, ...] = ("cosface", {"name": "l2", "weight": 50.0, "params": {"projection": True}})
+    steps: int = 300
+    batch_size: int = 64
+    flip: bool = True
+    seed: int = 0
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    qat: QATConfig = field(default_factory=QATConfig)
+    out: str = "runs/distill"
+    cache_dir: str = ".cache/teacher"
+    log_every: int = 10
+    checkpoint_every: int = 100
+    threads: int | None = None
+    synthetic_identities: int = 64  # size of the synthetic training set (data: synthetic)
+    synthetic_images_per_identity: int = 4
+
+    def __post_init__(self) -> None:
+        for key in ("steps", "batch_size", "val_every", "log_every", "checkpoint_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.batch_size < 2:
+            raise ConfigError("batch_size must be >= 2 (batch norm and in-batch pairs need two images)")
+        self.loss_specs()  # validate names and options now, not at step 0
+
+    def loss_specs(self) -> tuple[LossSpec, ...]:
+        return parse_losses(list(self.losses), source="config")
