@@ -9,6 +9,7 @@ SHARED ?= $(abspath ../shared)
 DATA   ?= $(if $(wildcard $(SHARED)/data/lfw112/pairs.txt),$(SHARED)/data/lfw112,)
 FOLDS  ?= 6-10
 THREADS ?= 2
+STEPS  ?= 30
 export EDGEKD_SHARED := $(SHARED)
 
 .PHONY: venv test demo lint format clean
@@ -41,6 +42,17 @@ demo: $(BIN)/.demo-installed
 	else \
 	  echo "== no real faces found (set DATA=...): evaluating SFace on the synthetic set"; \
 	  $(BIN)/edgekd eval -m sface -p synthetic -t $(THREADS) --json demo-out/eval.json; \
+	fi
+	@if [ -n "$(DATA)" ]; then \
+	  init=""; [ -f "$(SHARED)/models/mobilefacenet/mobilefacenet_ms1m.pt" ] && init="--init mobilefacenet_ms1m"; \
+	  echo "== distill-qat (onnx target): SFace -> MobileFaceNet on $(DATA), identities of folds $(FOLDS) held out"; \
+	  $(BIN)/edgekd distill-qat --target onnx --teacher sface $$init --method l2 --steps $(STEPS) -b 32 \
+	    --data "$(DATA)" --exclude-pairs "$(DATA)" -o exclude_folds=$(FOLDS) \
+	    --val-pairs "$(DATA)" --val-folds $(FOLDS) -o val_every=$(STEPS) -t $(THREADS) --out demo-out/qat; \
+	else \
+	  echo "== distill-qat (onnx target): SFace -> MobileFaceNet on synthetic faces"; \
+	  $(BIN)/edgekd distill-qat --target onnx --teacher sface --method l2 --steps $(STEPS) -b 32 \
+	    --data synthetic --val-pairs synthetic -o val_every=$(STEPS) -t $(THREADS) --out demo-out/qat; \
 	fi
 
 lint: venv

@@ -234,4 +234,4 @@ def info_cmd(as_json: bool) -> None:
     click.echo(f"shared data: {info['shared_dir'] or 'not found (set EDGEKD_SHARED)'}")
 
 
-from edgekd import cli_train  # noqa: E402, F401  (registers distill, distill-qat)
+from edgekd import cli_convert, cli_train  # noqa: E402, F401  (register distill, distill-qat, convert)

@@ -6,9 +6,24 @@
 >>> int8_reference = convert(qat_model, spec)
 """
 
-from edgekd.quant.qat import calibrate, convert, example_input, export_model, freeze, prepare, set_mode
-from edgekd.quant.quantizers import build_quantizer
-from edgekd.quant.spec import TargetSpec, list_targets, load_target, target_from_dict
+import logging
+
+# torchao logs a warning per missing CUDA kernel library on import, and torch one about an Enum it
+# registers: noise on a CPU machine, not actionable for users.
+logging.getLogger("torchao").setLevel(logging.ERROR)
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+
+from edgekd.quant.qat import (  # noqa: E402
+    calibrate,
+    convert,
+    example_input,
+    export_model,
+    freeze,
+    prepare,
+    set_mode,
+)
+from edgekd.quant.quantizers import build_quantizer  # noqa: E402
+from edgekd.quant.spec import TargetSpec, list_targets, load_target, target_from_dict  # noqa: E402
 
 __all__ = [
     "TargetSpec",

@@ -36,7 +36,10 @@ def _labels(dataset: FaceDataset) -> np.ndarray:
 
 
 def build_train_set(
-    data: str, exclude_pairs: str | None = None, synthetic: tuple[int, int] = (64, 4)
+    data: str,
+    exclude_pairs: str | None = None,
+    synthetic: tuple[int, int] = (64, 4),
+    exclude_folds: str | None = None,
 ) -> TrainSet:
     """``data``: an identity-folder root or ``"synthetic"``; identities of ``exclude_pairs`` are held out.
 
@@ -50,7 +53,11 @@ def build_train_set(
     else:
         if not Path(data).is_dir():
             raise DataError(f"training data not found: {data} (an identity-folder root, or 'synthetic')")
-        held_out = identities_in_pairs(load_verification_set(exclude_pairs)) if exclude_pairs else None
+        held_out = (
+            identities_in_pairs(load_verification_set(exclude_pairs, exclude_folds))
+            if exclude_pairs
+            else None
+        )
         dataset = IdentityFolderDataset(data, exclude=held_out)
         labels = _labels(dataset)
     if len(dataset) == 0:

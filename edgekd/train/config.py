@@ -61,6 +61,7 @@ class DistillConfig:
     teacher_preprocess: Literal["raw255", "arcface", "imagenet"] | None = None  # when the file doesn't say
     data: str = "synthetic"  # identity-folder root (one folder per person), or "synthetic"
     exclude_pairs: str | None = None  # pairs whose identities are held out of training (no leakage)
+    exclude_folds: str | None = None  # folds of exclude_pairs, e.g. "6-10" (default: all)
     val_pairs: str | None = None  # verification set for periodic evaluation ("synthetic", LFW root)
     val_folds: str | None = None  # e.g. "6-10"
     val_every: int = 100

@@ -42,6 +42,7 @@ from edgekd.train.logs import RunLog
 from edgekd.train.teacher_cache import TeacherCache
 
 log = logging.getLogger(__name__)
+CALIB_STEP = 1 << 30  # batch "steps" for observer calibration: a stream no training step draws from
 
 
 class TrainingDiverged(EdgeKDError):
@@ -104,7 +105,10 @@ class Distiller:
         torch.manual_seed(cfg.seed)
         self.target: TargetSpec | None = load_target(cfg.qat.target) if cfg.qat.target else None
         self.data: TrainSet = build_train_set(
-            cfg.data, cfg.exclude_pairs, (cfg.synthetic_identities, cfg.synthetic_images_per_identity)
+            cfg.data,
+            cfg.exclude_pairs,
+            (cfg.synthetic_identities, cfg.synthetic_images_per_identity),
+            cfg.exclude_folds,
         )
         if cfg.batch_size % self.dist.world:
             raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {self.dist.world} ranks")
@@ -123,6 +127,7 @@ class Distiller:
         self.step = 0
         self.best: float | None = None
         self.metrics: dict[str, Any] = {}
+        self.seconds = 0.0  # wall time of run() calls so far in this process
 
     # ---- construction -------------------------------------------------------------------------
 
@@ -267,6 +272,15 @@ class Distiller:
                 t[torch.from_numpy(flips)] = self.teacher.flipped(idx[flips])
         return x, t, torch.as_tensor(self.data.labels[idx])
 
+    def _calibrate_observers(self) -> None:
+        """QAT: forward-only batches so the first update already uses scales of several batches."""
+        if self.target is None:
+            return
+        with torch.no_grad():
+            for i in range(self.cfg.qat.calib_batches):
+                x, _, _ = self._batch(CALIB_STEP + i)
+                self.student(x)
+
     def train_step(self, step: int) -> dict[str, float]:
         x, t, labels = self._batch(step)
         total, parts = self.ddp(x, t, labels, step)
@@ -307,6 +321,8 @@ class Distiller:
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         self._train_mode()
+        if self.step == 0:
+            self._calibrate_observers()
         history: list[dict[str, float]] = []
         bar = tqdm(
             range(self.step, end),
@@ -333,9 +349,8 @@ class Distiller:
         if self.dist.is_main and (not history or self.step % cfg.checkpoint_every):
             self.save("last.pt")
         barrier(self.dist)
-        return TrainResult(
-            self.out, self.step, self.best, self.out / "last.pt", history, time.perf_counter() - start
-        )
+        self.seconds += time.perf_counter() - start
+        return TrainResult(self.out, self.step, self.best, self.out / "last.pt", history, self.seconds)
 
     def _after_step(self, values: dict[str, float], runlog: RunLog | None) -> None:
         cfg, step = self.cfg, self.step

@@ -1,0 +1,258 @@
+"""``edgekd convert``: checkpoint → int8 (or float, or PTQ) artifact, proven to match its PyTorch model.
+
+Every conversion ends with two checks, written into ``manifest.json`` beside the artifact:
+- parity: per-image cosine between the artifact's embeddings and the PyTorch model it came from (the
+  PT2E converted model for QAT artifacts, the float model for ``--float``), on real faces when given;
+- int8 share: the fraction of conv/FC multiply-adds the runtime really executes in int8 (its optimised
+  or compiled graph, not the file), against the target spec's ``min_int8_mac_share``.
+A failed check raises :class:`~edgekd.errors.ConversionError` (exit status 2) after the manifest is
+written, so the report is kept. PTQ artifacts (baselines) are compared with the float model and their
+parity is reported, not enforced: PTQ has no PyTorch twin.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgekd.convert.exporters import export_artifact
+from edgekd.convert.images import face_images
+from edgekd.convert.int8_share import Int8ShareReport, int8_share
+from edgekd.convert.manifest import Manifest, checkpoint_sha256, tool_versions, write_manifest
+from edgekd.convert.parity import ParityReport, check_parity
+from edgekd.data.preprocess import PreprocessSpec
+from edgekd.errors import ConversionError, ModelError
+from edgekd.models import create_model, default_preprocess, detect_architecture, load_state_dict_file
+from edgekd.quant import calibrate, convert, example_input, load_target, prepare, set_mode
+from edgekd.quant.spec import TargetSpec
+from edgekd.runtime import load_embedder
+from edgekd.runtime.torch_backend import TorchEmbedder
+from edgekd.train.checkpoint import load_student, read_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ConvertResult:
+    artifact: Path
+    manifest: Path
+    mode: str  # "qat" | "float" | "ptq"
+    parity: ParityReport
+    int8: Int8ShareReport | None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_markdown(self) -> str:
+        parts = [f"## {self.artifact} ({self.mode})", "", self.parity.to_markdown()]
+        if self.int8 is not None:
+            parts += ["", self.int8.to_markdown()]
+        if self.failures:
+            parts += ["", "**FAILED:** " + "; ".join(self.failures)]
+        return "\n".join(parts)
+
+
+@dataclass
+class _Source:
+    """What the checkpoint gives: the float student, the QAT graph (if any), its target."""
+
+    float_model: nn.Module
+    arch: str
+    qat_model: nn.Module | None
+    target: TargetSpec | None
+    sha256: str
+
+
+def _float_from_qat(arch: str, kwargs: dict[str, Any], qat_state: dict[str, torch.Tensor]) -> nn.Module:
+    """The eager student with the QAT run's weights (the prepared graph keeps the eager names)."""
+    model = create_model(arch, **kwargs)
+    names = set(model.state_dict())
+    model.load_state_dict({k: v for k, v in qat_state.items() if k in names})
+    return model.eval()
+
+
+def _load_source(path: Path, arch: str | None) -> _Source:
+    sha = checkpoint_sha256(path)
+    try:
+        ckpt = read_checkpoint(path)
+    except ModelError as exc:
+        if "not an edgekd checkpoint" not in str(exc):
+            raise
+        state = load_state_dict_file(path)  # a plain float state_dict (e.g. a pretrained student)
+        arch = arch or detect_architecture(state)
+        model = create_model(arch)
+        model.load_state_dict(state)
+        return _Source(model.eval(), arch, None, None, sha)
+    loaded = load_student(path)
+    if loaded.target is None:
+        return _Source(loaded.model, loaded.arch, None, None, sha)
+    float_model = _float_from_qat(loaded.arch, ckpt.get("arch_kwargs", {}), ckpt["model"])
+    return _Source(float_model, loaded.arch, loaded.model, loaded.target, sha)
+
+
+def _resolve_target(source: _Source, target: str | None, mode: str) -> TargetSpec:
+    if target is None:
+        if source.target is None:
+            raise ConversionError("this checkpoint has no target: pass --target onnx|openvino|tflite")
+        return source.target
+    spec = load_target(target)
+    if mode == "qat" and source.target is not None and source.target.name != spec.name:
+        raise ConversionError(
+            f"the checkpoint was trained with QAT for target '{source.target.name}', not '{spec.name}': "
+            f"its fake quantization mirrors {source.target.name}'s arithmetic. Convert it with "
+            f"--target {source.target.name}, retrain with --target {spec.name}, or use --float/--ptq"
+        )
+    return spec
+
+
+def _mode(source: _Source, float_: bool, ptq: bool) -> str:
+    if float_ and ptq:
+        raise ConversionError("--float and --ptq exclude each other")
+    if float_:
+        return "float"
+    if ptq:
+        return "ptq"
+    if source.qat_model is None:
+        raise ConversionError(
+            "this is a float checkpoint (no QAT target): use --ptq --calib DIR for a post-training-"
+            "quantized baseline, --float for a float artifact, or train with `edgekd distill-qat`"
+        )
+    return "qat"
+
+
+def _ptq_artifact(
+    source: _Source, spec: TargetSpec, out: Path, pre: PreprocessSpec, calib: np.ndarray, dynamic: bool
+) -> Path:
+    """PTQ with each runtime's own tool: ORT quantize_static, NNCF, litert-torch's PT2E quantizer."""
+    from edgekd.convert import ptq as runtime_ptq
+
+    if spec.runtime == "onnxruntime":
+        float_path = export_artifact(
+            source.float_model, spec, out / "float_src", pre, "model", False, dynamic
+        )
+        act = spec.activations.dtype
+        return runtime_ptq.onnx_ptq(float_path, out / "model.onnx", calib, pre, activation_type=act)
+    if spec.runtime == "openvino":
+        float_path = export_artifact(
+            source.float_model, spec, out / "float_src", pre, "model", False, dynamic
+        )
+        runtime_ptq.openvino_ptq(float_path, calib, pre, out / "model.xml")
+        return out / "model.xml"
+    prepared = prepare(source.float_model, spec, example_input(batch=2), qat=False)
+    x = torch.from_numpy(pre.apply(calib))
+    calibrate(prepared, x.split(32))
+    return export_artifact(convert(prepared, spec), spec, out, pre, "model", True, dynamic)
+
+
+def _input_quantization(artifact: Path) -> dict[str, Any] | None:
+    """The artifact's input scale/zero point when it takes integer input (TFLite full-integer)."""
+    if artifact.suffix != ".tflite":
+        return None
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgekd.runtime.litert_backend import tensor_quantization
+
+    detail = Interpreter(model_path=str(artifact)).get_input_details()[0]
+    q = tensor_quantization(detail)
+    return None if q is None else q.to_dict()
+
+
+def convert_checkpoint(
+    checkpoint: str | Path,
+    target: str | None = None,
+    out: str | Path | None = None,
+    *,
+    float_: bool = False,
+    ptq: bool = False,
+    calib: str | Path | None = None,
+    num_calib: int = 512,
+    parity_data: str | Path | None = None,
+    num_parity: int = 256,
+    dynamic_batch: bool = False,
+    arch: str | None = None,
+    threads: int | None = None,
+) -> ConvertResult:
+    """Produce the artifact, check parity and int8 share, write the manifest; see the module docstring."""
+    checkpoint = Path(checkpoint)
+    source = _load_source(checkpoint, arch)
+    mode = _mode(source, float_, ptq)
+    spec = _resolve_target(source, target, mode)
+    out = Path(out) if out else checkpoint.parent / f"{spec.name}-{mode}"
+    pre = default_preprocess(source.arch)
+    if mode == "ptq":
+        if calib is None:
+            raise ConversionError("--ptq needs --calib DIR (face crops, one folder per identity)")
+        calib_images = face_images(calib, count=num_calib, seed=1)
+        artifact = _ptq_artifact(source, spec, out, pre, calib_images, dynamic_batch)
+        reference: nn.Module = source.float_model
+    else:
+        reference = convert(source.qat_model, spec) if mode == "qat" else source.float_model
+        artifact = export_artifact(reference, spec, out, pre, "model", mode == "qat", dynamic_batch)
+    images = face_images(parity_data, count=num_parity, seed=2)
+    manifest = Manifest(
+        target=spec.name,
+        artifact=artifact.name,
+        preprocess=pre,
+        embedding_size=int(getattr(source.float_model, "embedding_size", 0)),
+        source_sha256=source.sha256,
+        tool_versions=tool_versions(),
+        extra={
+            "mode": mode,
+            "arch": source.arch,
+            "dynamic_batch": dynamic_batch,
+            "target_spec": spec.to_dict(),
+        },
+    )
+    write_manifest(manifest, out)  # the artifact loaders read the preprocessing from it
+    return _check_and_record(manifest, artifact, out, reference, pre, images, spec, mode, threads)
+
+
+def _check_and_record(
+    manifest: Manifest,
+    artifact: Path,
+    out: Path,
+    reference: nn.Module,
+    pre: PreprocessSpec,
+    images: np.ndarray,
+    spec: TargetSpec,
+    mode: str,
+    threads: int | None,
+) -> ConvertResult:
+    set_mode(reference, train=False)
+    embedder = load_embedder(artifact, threads=threads)
+    report = check_parity(embedder, TorchEmbedder(reference, pre, name=f"pytorch-{mode}"), images)
+    share = int8_share(artifact) if mode != "float" else None
+    failures = []
+    if mode != "ptq" and not report.passed:
+        failures.append(
+            f"parity: mean cosine {report.mean_cosine:.5f} (≥ {report.mean_threshold}), "
+            f"min {report.min_cosine:.5f} (≥ {report.min_threshold})"
+        )
+    if share is not None and share.share < spec.converter.min_int8_mac_share:
+        failures.append(
+            f"int8 share {100 * share.share:.2f} % < {100 * spec.converter.min_int8_mac_share:.0f} %"
+        )
+    manifest = Manifest(
+        **{
+            **manifest.__dict__,
+            "input_quantization": _input_quantization(artifact),
+            "parity": report.to_dict(),
+            "int8_share": share.to_dict() if share is not None else None,
+        }
+    )
+    path = write_manifest(manifest, out)
+    result = ConvertResult(artifact, path, mode, report, share, failures)
+    if failures:
+        raise ConversionError(f"conversion checks failed for {artifact}\n\n{result.to_markdown()}")
+    return result
+
+
+__all__ = ["ConvertResult", "convert_checkpoint"]
