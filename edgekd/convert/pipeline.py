@@ -29,7 +29,7 @@ from edgekd.convert.parity import ParityReport, check_parity
 from edgekd.data.preprocess import PreprocessSpec
 from edgekd.errors import ConversionError, ModelError
 from edgekd.models import create_model, default_preprocess, detect_architecture, load_state_dict_file
-from edgekd.quant import calibrate, convert, example_input, load_target, prepare, set_mode
+from edgekd.quant import calibrate, convert, example_input, load_target, prepare, set_mode, strip_fake_quant
 from edgekd.quant.spec import TargetSpec
 from edgekd.runtime import load_embedder
 from edgekd.runtime.torch_backend import TorchEmbedder
@@ -71,18 +71,10 @@ class _Source:
     sha256: str
 
 
-def _float_from_qat(arch: str, kwargs: dict[str, Any], qat_state: dict[str, torch.Tensor]) -> nn.Module:
-    """The eager student with the QAT run's weights (the prepared graph keeps the eager names)."""
-    model = create_model(arch, **kwargs)
-    names = set(model.state_dict())
-    model.load_state_dict({k: v for k, v in qat_state.items() if k in names})
-    return model.eval()
-
-
 def _load_source(path: Path, arch: str | None) -> _Source:
     sha = checkpoint_sha256(path)
     try:
-        ckpt = read_checkpoint(path)
+        read_checkpoint(path)
     except ModelError as exc:
         if "not an edgekd checkpoint" not in str(exc):
             raise
@@ -94,8 +86,7 @@ def _load_source(path: Path, arch: str | None) -> _Source:
     loaded = load_student(path)
     if loaded.target is None:
         return _Source(loaded.model, loaded.arch, None, None, sha)
-    float_model = _float_from_qat(loaded.arch, ckpt.get("arch_kwargs", {}), ckpt["model"])
-    return _Source(float_model, loaded.arch, loaded.model, loaded.target, sha)
+    return _Source(strip_fake_quant(loaded.model), loaded.arch, loaded.model, loaded.target, sha)
 
 
 def _resolve_target(source: _Source, target: str | None, mode: str) -> TargetSpec:
@@ -152,6 +143,12 @@ def _ptq_artifact(
     return export_artifact(convert(prepared, spec), spec, out, pre, "model", True, dynamic)
 
 
+def _embedding_size(model: nn.Module) -> int:
+    set_mode(model, train=False)
+    with torch.no_grad():
+        return int(model(example_input(batch=2)).shape[1])
+
+
 def _input_quantization(artifact: Path) -> dict[str, Any] | None:
     """The artifact's input scale/zero point when it takes integer input (TFLite full-integer)."""
     if artifact.suffix != ".tflite":
@@ -201,7 +198,7 @@ def convert_checkpoint(
         target=spec.name,
         artifact=artifact.name,
         preprocess=pre,
-        embedding_size=int(getattr(source.float_model, "embedding_size", 0)),
+        embedding_size=_embedding_size(reference),
         source_sha256=source.sha256,
         tool_versions=tool_versions(),
         extra={

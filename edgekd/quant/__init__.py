@@ -21,6 +21,7 @@ from edgekd.quant.qat import (  # noqa: E402
     freeze,
     prepare,
     set_mode,
+    strip_fake_quant,
 )
 from edgekd.quant.quantizers import build_quantizer  # noqa: E402
 from edgekd.quant.spec import TargetSpec, list_targets, load_target, target_from_dict  # noqa: E402
@@ -37,5 +38,6 @@ __all__ = [
     "load_target",
     "prepare",
     "set_mode",
+    "strip_fake_quant",
     "target_from_dict",
 ]

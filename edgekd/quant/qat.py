@@ -19,6 +19,7 @@ from torchao.quantization.pt2e import (
     move_exported_model_to_train,
 )
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, prepare_qat_pt2e
+from torchao.quantization.pt2e.utils import _fuse_conv_bn_  # folds eval-mode conv+BN in an exported graph
 
 from edgekd.errors import ModelError
 from edgekd.quant.quantizers import build_quantizer
@@ -38,7 +39,8 @@ def example_input(size: int = 112, batch: int = 2) -> torch.Tensor:
 
 def export_model(model: nn.Module, example: torch.Tensor, train: bool = True) -> GraphModule:
     """``torch.export`` with a dynamic batch; ``train`` records training-mode batch norms (for QAT)."""
-    model.train(train)
+    if not isinstance(model, GraphModule):  # prepared graphs refuse .train(); their mode is set_mode's
+        model.train(train)
     dynamic = ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH)},)
     try:
         return torch.export.export(model, (example,), dynamic_shapes=dynamic).module()
@@ -46,13 +48,53 @@ def export_model(model: nn.Module, example: torch.Tensor, train: bool = True) ->
         raise ModelError(f"torch.export failed on {type(model).__name__}: {exc}") from exc
 
 
-def prepare(model: nn.Module, spec: TargetSpec, example: torch.Tensor, qat: bool = True) -> GraphModule:
-    """Exported, annotated and prepared model, in training mode for QAT (eval mode for PTQ)."""
-    graph = export_model(model, example, train=qat)
+def prepare(
+    model: nn.Module, spec: TargetSpec, example: torch.Tensor, qat: bool = True, fold_bn: bool = False
+) -> GraphModule:
+    """Exported, annotated and prepared model, in training mode for QAT (eval mode for PTQ).
+
+    ``fold_bn``: BN statistics frozen from the start, so fold every conv+BN into the conv now (exactly
+    what torchao's QAT conv-BN pattern computes with frozen BN, minus three elementwise ops per conv:
+    the fast path). Otherwise conv+BN get torchao's QAT rewrite and BN keeps learning statistics until
+    :func:`freeze`.
+    """
+    graph = export_model(model, example, train=qat and not fold_bn)
+    if fold_bn:
+        _fuse_conv_bn_(graph)
+        _drop_unused_attributes(graph)
     quantizer = build_quantizer(spec, is_qat=qat)
     prepared = (prepare_qat_pt2e if qat else prepare_pt2e)(graph, quantizer)
+    if fold_bn:
+        setattr(prepared, BN_FROZEN, True)
+        prepared._exported_training = False  # torchao's mode flag: the BN left is in inference form
     set_mode(prepared, train=qat)
     return prepared
+
+
+def _drop_unused_attributes(graph: GraphModule) -> None:
+    """Delete parameters/buffers no node reads (the BN tensors folded away), so no optimizer or DDP
+    bookkeeping carries dead weights."""
+    used = {str(n.target) for n in graph.graph.nodes if n.op == "get_attr"}
+    for name in [k for k, _ in graph.named_parameters()] + [k for k, _ in graph.named_buffers()]:
+        if name not in used:
+            owner, _, leaf = name.rpartition(".")
+            delattr(graph.get_submodule(owner) if owner else graph, leaf)
+
+
+def strip_fake_quant(prepared: GraphModule) -> GraphModule:
+    """A float copy of a prepared model: every observer/fake-quant node bypassed (the QAT weights, in
+    float: the ``--float`` baseline of a QAT checkpoint, BN folded where the QAT run folded it)."""
+    import copy
+
+    graph = copy.deepcopy(prepared)
+    for node in list(graph.graph.nodes):
+        if node.op == "call_module" and "activation_post_process" in str(node.target):
+            node.replace_all_uses_with(node.args[0])
+            graph.graph.erase_node(node)
+    graph.graph.eliminate_dead_code()
+    graph.delete_all_unused_submodules()
+    graph.recompile()
+    return graph
 
 
 def set_mode(model: nn.Module, train: bool) -> None:

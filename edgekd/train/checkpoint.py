@@ -86,7 +86,7 @@ def load_student(path: str | os.PathLike[str]) -> LoadedStudent:
     model = create_model(ckpt["arch"], **ckpt.get("arch_kwargs", {}))
     target = target_from_dict(ckpt["target"], source=f"{path} (target)") if ckpt.get("target") else None
     if target is not None:
-        model = prepare(model, target, example_input(batch=2))
+        model = prepare(model, target, example_input(batch=2), fold_bn=bool(ckpt.get("fold_bn", False)))
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:

@@ -104,6 +104,7 @@ class Distiller:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.target: TargetSpec | None = load_target(cfg.qat.target) if cfg.qat.target else None
+        self.fold_bn = self.target is not None and cfg.qat.freeze_bn_step == 0
         self.data: TrainSet = build_train_set(
             cfg.data,
             cfg.exclude_pairs,
@@ -173,8 +174,7 @@ class Distiller:
         model = model.to(memory_format=torch.channels_last)
         if self.target is None:
             return model
-        prepared = prepare(model, self.target, example_input(batch=2))
-        return prepared
+        return prepare(model, self.target, example_input(batch=2), fold_bn=self.fold_bn)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         o = self.cfg.optim
@@ -218,6 +218,7 @@ class Distiller:
         return {
             "arch": self.arch,
             "arch_kwargs": dict(self.cfg.student_options),
+            "fold_bn": self.fold_bn,
             "model": self.student.state_dict(),
             "objective": self.objective.state_dict(),
             "optimizer": self.optimizer.state_dict(),
