@@ -51,6 +51,7 @@ REGISTRY = Registry(
         "fc": "edgekd.losses.feature_consistency:FeatureConsistency",
         "iled": "edgekd.losses.iled:ILED",
         "rpsd": "edgekd.losses.rpsd:RPSD",
+        "cakd": "edgekd.losses.cakd:CAKD",
     },
     error=ConfigError,
 )
@@ -63,7 +64,7 @@ def list_losses() -> list[str]:
     """Registered loss names, sorted.
 
     >>> list_losses()[:3]
-    ['arcface', 'cosface', 'fc']
+    ['arcface', 'cakd', 'cosface']
     """
     return sorted(REGISTRY)
 

@@ -20,10 +20,12 @@ class LossTerm(nn.Module):
 
     ``needs_logits``: reads ``student.logits`` and ``teacher.logits`` ``(N, C)``.
     ``needs_teacher``: reads the teacher at all (margin heads do not).
+    ``needs_teacher_features``: reads ``teacher.features`` (e.g. tokens), so the teacher must run online.
     """
 
     needs_logits: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = True
+    needs_teacher_features: ClassVar[bool] = False
 
     def forward(self, student: StudentOut, teacher: TeacherOut, labels: Tensor, step: int = 0) -> Tensor:
         """Return the term's scalar loss for one batch (``labels`` ``(N,)`` int64, ``step`` >= 0)."""

@@ -5,7 +5,8 @@ which needs the token sequence, not only the embedding: :meth:`ViTFace.forward_f
 tokens ``(N, P + T, D)``, and both it and :meth:`ViTFace.forward` accept optional **prompt tokens**
 ``(N, P, D)``. Prompts are prepended after the position embedding (they get none), pass through every
 block so they can attend to and steer the patch tokens, and are dropped before pooling, so the
-embedding head always sees the ``T`` patch tokens.
+embedding head always sees the ``T`` patch tokens. :meth:`ViTFace.forward_deep_prompted` is the deep
+variant used by APT (:mod:`edgekd.models.apt`): fresh prompts enter every block.
 
 >>> import torch
 >>> vit = vit_face_tiny()
@@ -103,6 +104,28 @@ class ViTFace(nn.Module):
         if prompts is not None:
             tokens = torch.cat([self._check_prompts(prompts, tokens), tokens], dim=1)  # (N, P + T, D)
         return self.norm(self.blocks(tokens))
+
+    def forward_deep_prompted(
+        self, x: torch.Tensor, prompts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deep prompting (VPT-deep, as APT): fresh prompts ``(depth, P, D)`` enter *every* block.
+
+        Block ``k`` sees ``[prompts[k]; patch tokens]``; its prompt outputs are dropped and replaced by
+        ``prompts[k + 1]``, so each block gets its own learnable steering tokens while the patch tokens flow
+        through unchanged in number. Returns the normed ``(N, T, D)`` patch tokens and the normed
+        ``(N, P, D)`` prompt outputs of the last block (the paper distils both).
+        """
+        depth, d = len(self.blocks), self.embed_dim
+        if prompts.ndim != 3 or prompts.shape[0] != depth or prompts.shape[-1] != d:
+            raise ModelError(f"deep prompts must be (depth={depth}, P, D={d}), got {tuple(prompts.shape)}")
+        n, p = x.shape[0], prompts.shape[1]
+        tokens = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed  # (N, T, D)
+        out = tokens
+        for block, block_prompts in zip(self.blocks, prompts, strict=True):
+            out = block(torch.cat([block_prompts.expand(n, -1, -1), tokens], dim=1))  # (N, P + T, D)
+            tokens = out[:, p:]
+        out = self.norm(out)
+        return out[:, p:], out[:, :p]
 
     def forward_head(self, tokens: torch.Tensor) -> torch.Tensor:
         """Patch tokens ``(N, T, D)`` (prompts already dropped) → embedding ``(N, embedding_size)``."""

@@ -1,7 +1,7 @@
 """Runtimes behind the one :class:`Embedder` interface.
 
-``load_embedder(ref)`` picks the backend from the file (``.onnx`` → ONNX Runtime, ``.pt``/``.pth`` →
-PyTorch); later stages register OpenVINO IR and TFLite here. ``ref`` may also be a short name of a
+``load_embedder(ref)`` picks the backend from the file's suffix (``.onnx`` → ONNX Runtime, ``.xml`` →
+OpenVINO IR, ``.tflite`` → LiteRT, ``.pt``/``.pth`` → PyTorch). ``ref`` may also be a short name of a
 known model (``sface``, ``mobilefacenet_ms1m``).
 """
 
@@ -26,6 +26,8 @@ REGISTRY = Registry(
         ".onnx": "edgekd.runtime.loaders:load_onnx_embedder",
         ".pt": "edgekd.runtime.loaders:load_torch_embedder",
         ".pth": "edgekd.runtime.loaders:load_torch_embedder",
+        ".xml": "edgekd.runtime.loaders:load_openvino_embedder",
+        ".tflite": "edgekd.runtime.loaders:load_litert_embedder",
     },
     error=ModelError,
 )

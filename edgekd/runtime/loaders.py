@@ -10,6 +10,7 @@ from edgekd.errors import ModelError
 from edgekd.runtime.base import Embedder
 
 METADATA_KEY = "edgekd.preprocess"  # ONNX metadata_props entry written by edgekd's exporters
+MANIFEST_NAME = "manifest.json"  # written beside every artifact by `edgekd convert`
 
 
 def declared_onnx_preprocess(path: Path) -> PreprocessSpec | None:
@@ -22,12 +23,38 @@ def declared_onnx_preprocess(path: Path) -> PreprocessSpec | None:
     for prop in model.metadata_props:
         if prop.key == METADATA_KEY:
             return PreprocessSpec.from_dict(json.loads(prop.value))
-    manifest = path.parent / "manifest.json"
-    if manifest.is_file():
+    return manifest_preprocess(path) or known_preprocess(path)
+
+
+def manifest_preprocess(path: Path) -> PreprocessSpec | None:
+    """The ``preprocess`` entry of the ``manifest.json`` beside ``path``, if it describes this file.
+
+    A manifest naming another ``artifact`` does not apply: a folder holding a float and an int8 model
+    must not lend one's preprocessing to the other by accident.
+    """
+    manifest = path.parent / MANIFEST_NAME
+    if not manifest.is_file():
+        return None
+    try:
         data = json.loads(manifest.read_text())
-        if "preprocess" in data:
-            return PreprocessSpec.from_dict(data["preprocess"])
-    return known_preprocess(path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{manifest} is not readable JSON: {exc}") from exc
+    if not isinstance(data, dict) or "preprocess" not in data:
+        return None
+    if data.get("artifact") not in (None, path.name):
+        return None
+    return PreprocessSpec.from_dict(data["preprocess"])
+
+
+def artifact_preprocess(path: Path, spec: PreprocessSpec | None = None) -> PreprocessSpec:
+    """``spec`` if given, else the manifest's: IR and TFLite files have no metadata slot edgekd uses."""
+    spec = spec or manifest_preprocess(path)
+    if spec is None:
+        raise ModelError(
+            f"{path} does not say how to preprocess its input: put the {MANIFEST_NAME} written by "
+            f"`edgekd convert` beside it, or pass --preprocess with one of {', '.join(PRESETS)}"
+        )
+    return spec
 
 
 def onnx_preprocess(path: Path, spec: PreprocessSpec | None = None) -> PreprocessSpec:
@@ -66,3 +93,19 @@ def load_torch_embedder(
     return TorchEmbedder(
         model, spec or default_preprocess(arch), name=f"{path.name} ({arch})", threads=threads
     )
+
+
+def load_openvino_embedder(
+    path: Path, spec: PreprocessSpec | None, threads: int | None, arch: str | None
+) -> Embedder:
+    from edgekd.runtime.openvino_backend import OpenVinoEmbedder
+
+    return OpenVinoEmbedder(path, artifact_preprocess(path, spec), threads)
+
+
+def load_litert_embedder(
+    path: Path, spec: PreprocessSpec | None, threads: int | None, arch: str | None
+) -> Embedder:
+    from edgekd.runtime.litert_backend import LiteRtEmbedder
+
+    return LiteRtEmbedder(path, artifact_preprocess(path, spec), threads)

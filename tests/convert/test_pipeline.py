@@ -1,0 +1,108 @@
+"""``edgekd convert`` end to end on a tiny QAT checkpoint: artifact, checks, manifest, clear refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgekd.config import load_config
+from edgekd.convert.images import face_images
+from edgekd.convert.pipeline import convert_checkpoint
+from edgekd.errors import ConversionError, ModelError
+from edgekd.models import create_model, default_preprocess
+from edgekd.paths import shared_dir
+from edgekd.runtime import load_embedder
+from edgekd.train.config import DistillConfig
+from edgekd.train.trainer import Distiller
+from tests.helpers import tiny_onnx
+
+# The benchmark student's architecture (ReLU6, conv head). A 16-channel toy MobileFaceNet was tried and
+# dropped: ORT's basic graph optimizations move its embeddings to cosine 0.99 of the PT2E model (0.9998
+# with optimizations off); see docs/convert.md.
+ARCH = "mobilefacenet_ms1m"
+
+
+def _pretrained(root: Path) -> Path:
+    """The pretrained student when ../shared has it (parity is only meaningful on a trained network: a
+    random one amplifies every rounding difference), else random weights with BN statistics re-estimated
+    on synthetic faces (enough for everything but the parity thresholds)."""
+    shared = shared_dir()
+    weights = shared / "models/mobilefacenet/mobilefacenet_ms1m.pt" if shared else None
+    if weights is not None and weights.is_file():
+        return weights
+    torch.manual_seed(0)
+    model = create_model(ARCH)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = None  # cumulative average
+    x = torch.from_numpy(default_preprocess(ARCH).apply(face_images(None, 64)))
+    model.train()
+    with torch.no_grad():
+        for batch in x.split(16):
+            model(batch)
+    torch.save(model.state_dict(), root / "student.pt")
+    return root / "student.pt"
+
+
+def _train(root: Path, target: str | None) -> Path:
+    teacher = tiny_onnx(root / "t.onnx", np.random.default_rng(0).normal(size=(3, 16)))
+    cfg = load_config(
+        DistillConfig,
+        None,
+        [],
+        student=ARCH,
+        student_init=str(_pretrained(root)),
+        teacher=str(teacher),
+        teacher_preprocess="raw255",
+        losses=["cosface", {"name": "l2", "weight": 10.0, "params": {"projection": True}}],
+        steps=2,
+        batch_size=8,
+        synthetic_identities=8,
+        out=str(root / "run"),
+        cache_dir=str(root / "cache"),
+        qat={"target": target},
+        threads=1,
+    )
+    return Distiller(cfg, progress=False).run().last_checkpoint
+
+
+@pytest.fixture(scope="module")
+def qat_ckpt(tmp_path_factory) -> Path:
+    return _train(tmp_path_factory.mktemp("qat"), "onnx")
+
+
+@pytest.mark.shared
+def test_qat_checkpoint_converts_to_a_fused_int8_onnx_that_matches(qat_ckpt, tmp_path, shared):
+    result = convert_checkpoint(qat_ckpt, out=tmp_path, num_parity=16, threads=1)
+    assert result.passed and result.mode == "qat"
+    assert result.parity.mean_cosine >= 0.999 and result.parity.min_cosine >= 0.99
+    assert result.int8.share == 1.0  # every conv/FC MAC in QLinearConv/QGemm
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["target"] == "onnx" and manifest["artifact"] == "model.onnx"
+    assert manifest["embedding_size"] == 128 and manifest["parity"]["passed"]
+    assert len(manifest["source_sha256"]) == 64 and manifest["tool_versions"]["onnxruntime"]
+    embedder = load_embedder(result.artifact)  # the artifact is an ordinary edgekd model
+    faces = np.random.default_rng(0).integers(0, 255, (3, 112, 112, 3), dtype=np.uint8)
+    assert embedder.embed(faces).shape == (3, 128)
+
+
+def test_converting_for_another_target_is_refused(qat_ckpt, tmp_path):
+    with pytest.raises(ConversionError, match="trained with QAT for target 'onnx', not 'openvino'"):
+        convert_checkpoint(qat_ckpt, "openvino", out=tmp_path)
+
+
+def test_float_checkpoint_needs_ptq_or_float(tmp_path):
+    ckpt = _train(tmp_path, None)
+    with pytest.raises(ConversionError, match=r"float checkpoint.*--ptq --calib"):
+        convert_checkpoint(ckpt, "onnx", out=tmp_path / "x")
+    with pytest.raises(ConversionError, match="--ptq needs --calib"):
+        convert_checkpoint(ckpt, "onnx", out=tmp_path / "x", ptq=True)
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        convert_checkpoint(tmp_path / "nope.pt", "onnx")
