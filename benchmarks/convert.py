@@ -1,0 +1,157 @@
+"""Float, PTQ and QAT artifacts per target: accuracy, parity, int8 share, size and batch-1 latency.
+
+    python benchmarks/convert.py [--targets onnx,openvino,tflite] [--runs 200] [--method "qat+kd(sface)"]
+
+Input: the QAT checkpoints written by ``benchmarks/qat.py`` (runs/bench_qat/<target>-<method>/last.pt).
+Per target, in one process (each target in its own: litert-torch's JAX and NNCF's fork don't mix):
+- QAT: ``edgekd convert`` of the checkpoint (parity vs the PT2E converted model, int8 share);
+- float: ``--float`` of the same checkpoint (its weights, fake quantization removed);
+- PTQ: ``--ptq`` of the pretrained float student with 512 LFW training faces, the runtime's own tool
+  (ORT quantize_static, NNCF, litert-torch's PT2E quantizer);
+- accuracy on LFW folds 6-10 of each artifact and of the checkpoint's fake-quant model;
+- latency: one face at batch 1, 1 thread, median of ``--runs`` calls after warm-up (OpenVINO float with
+  the f32 precision hint), float and int8 measured one after the other in the same process.
+Writes results/convert.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import write_result
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def artifact_size(path: Path) -> int:
+    return path.stat().st_size + (path.with_suffix(".bin").stat().st_size if path.suffix == ".xml" else 0)
+
+
+def one_target(target: str, args) -> dict:
+    import numpy as np
+
+    from edgekd.bench.latency import measure
+    from edgekd.convert.images import face_images
+    from edgekd.convert.pipeline import convert_checkpoint
+    from edgekd.data import load_verification_set
+    from edgekd.errors import ConversionError
+    from edgekd.eval import evaluate
+    from edgekd.paths import shared_dir
+    from edgekd.runtime import load_embedder
+    from edgekd.runtime.torch_backend import TorchEmbedder
+    from edgekd.train.checkpoint import load_student
+
+    shared = shared_dir()
+    lfw, weights = shared / "data/lfw112", shared / "models/mobilefacenet/mobilefacenet_ms1m.pt"
+    vset = load_verification_set(lfw, "6-10")
+    ckpt = args.runs_dir / f"{target}-{args.method}" / "last.pt"
+    out = args.out / target
+    res: dict = {"checkpoint": str(ckpt)}
+    student = load_student(ckpt)
+    from edgekd.models import default_preprocess
+
+    fq = evaluate(
+        TorchEmbedder(student.model, default_preprocess(student.arch), "fake-quant"), vset, progress=False
+    )
+    res["fake_quant"] = {"accuracy": 100 * fq.metrics.accuracy}
+    face = face_images(lfw, count=1, seed=3)
+    for mode, kw, src in (
+        ("float", {"float_": True}, ckpt),
+        ("ptq", {"ptq": True, "calib": lfw, "num_calib": args.calib}, weights),
+        ("qat", {}, ckpt),
+    ):
+        try:
+            result = convert_checkpoint(
+                src, target, out / mode, parity_data=lfw, num_parity=args.parity, threads=1, **kw
+            )
+            checks = {
+                "parity": result.parity.to_dict(),
+                "int8": result.int8.to_dict() if result.int8 else None,
+            }
+            artifact, failed = result.artifact, None
+        except ConversionError as exc:  # checks failed: the artifact and its manifest are still there
+            manifest = json.loads((out / mode / "manifest.json").read_text())
+            checks = {"parity": manifest["parity"], "int8": manifest["int8_share"]}
+            artifact, failed = out / mode / manifest["artifact"], str(exc).splitlines()[0]
+        acc = evaluate(load_embedder(artifact, threads=2), vset, progress=False)
+        single = load_embedder(artifact, threads=1)
+        timing = measure(lambda e=single: e.embed(face), warmup=20, runs=args.runs)
+        res[mode] = {
+            "artifact": str(artifact),
+            "accuracy": 100 * acc.metrics.accuracy,
+            "std": 100 * acc.metrics.accuracy_std,
+            "size_bytes": artifact_size(artifact),
+            "latency_ms": float(np.median(timing.samples_ms)),
+            "failed": failed,
+            **checks,
+        }
+    return res
+
+
+def table(results: dict) -> str:
+    rows = [
+        "| target | artifact | accuracy % | Δ vs fake-quant, pp | parity mean / min cos | int8 MACs "
+        "| size KB | latency ms (b1, 1 thr) | int8 speed-up |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for target, res in results.items():
+        fq = res["fake_quant"]["accuracy"]
+        rows.append(f"| {target} | QAT fake-quant (PyTorch) | {fq:.2f} | 0.00 | | | | | |")
+        for mode in ("float", "ptq", "qat"):
+            r = res[mode]
+            p, i8 = r["parity"], r["int8"]
+            parity = f"{p['mean_cosine']:.5f} / {p['min_cosine']:.5f}" + (
+                " FAIL" if r["failed"] and mode == "qat" else ""
+            )
+            share = f"{100 * i8['int8_share']:.1f} %" if i8 else "-"
+            speed = f"×{res['float']['latency_ms'] / r['latency_ms']:.2f}" if mode != "float" else ""
+            rows.append(
+                f"| {target} | {mode} | {r['accuracy']:.2f} ± {r['std']:.2f} | {r['accuracy'] - fq:+.2f} "
+                f"| {parity} | {share} | {r['size_bytes'] / 1024:.0f} | {r['latency_ms']:.2f} | {speed} |"
+            )
+    return "\n".join(rows) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--targets", default="onnx,openvino,tflite")
+    parser.add_argument("--method", default="qat+kd(sface)", help="which benchmarks/qat.py run to convert")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/bench_qat"))
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_convert"))
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--calib", type=int, default=512)
+    parser.add_argument("--parity", type=int, default=256)
+    parser.add_argument("--name", default="convert", help="result file stem in benchmarks/results/")
+    parser.add_argument("--single", help=argparse.SUPPRESS)  # internal: one target, JSON to stdout
+    args = parser.parse_args()
+    if args.single:
+        print("RESULT " + json.dumps(one_target(args.single, args)))
+        return
+    results = {}
+    for target in args.targets.split(","):
+        cmd = [sys.executable, __file__, "--single", target, *sys.argv[1:]]
+        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if line is None:
+            sys.exit(f"{target} failed:\n{done.stderr[-4000:]}")
+        results[target] = json.loads(line[len("RESULT ") :])
+        body = (
+            f"QAT checkpoints of `benchmarks/qat.py` ({args.method}); PTQ from the pretrained float student "
+            f"({args.calib} LFW training faces); accuracy on LFW folds 6-10 (3,000 pairs); parity on "
+            f"{args.parity} LFW faces vs the PyTorch model each artifact came from (PTQ: vs the float model, "
+            "reported, not enforced); latency: batch 1, 1 thread, median of "
+            f"{args.runs} runs, this machine.\n\n" + table(results)
+        )
+        write_result(args.name, "Float vs PTQ vs QAT artifacts per runtime", body, {"results": results})
+
+
+if __name__ == "__main__":
+    main()
