@@ -16,8 +16,9 @@ No pretrained face Transformer is available offline, so the benchmark first make
    outputs, prompts adapted online with the cakd loss plus the teacher's own loss). Same steps, batch,
    optimiser, seed, batch order and flips for every student.
 
-Test on folds 6-10 (3,000 pairs, thresholds on the other folds). ``edgekd.train.trainer`` has no online
-teacher yet, so the per-step logic is here (``student_step``). Writes results/cakd.{md,json}.
+Test on folds 6-10 (3,000 pairs, thresholds on the other folds). The per-step logic is here
+(``student_step``), written before ``edgekd.train.trainer`` had an online teacher (``--method cakd``
+there now does the same with an anchor loss as the prompts' own loss). Writes results/cakd.{md,json}.
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ _TRAIN_OPTIONS: list[Callable[..., Any]] = [
     ),
     click.option("--teacher", help="Teacher: sface, an .onnx file or a PyTorch model.  [default: sface]"),
     click.option(
+        "--teacher-arch",
+        help="Architecture of a PyTorch teacher file (e.g. vit_face_tiny), when its keys don't identify it; "
+        "builder options via -o teacher_options.patch_size=14.",
+    ),
+    click.option(
         "--student",
         help="Student architecture (mobilefacenet_ms1m, mobilefacenet, ...) or a state_dict file.",
     ),
@@ -29,8 +34,9 @@ _TRAIN_OPTIONS: list[Callable[..., Any]] = [
     click.option("--val-folds", help="Folds of --val-pairs, e.g. 6-10."),
     click.option(
         "--method",
-        help="KD recipe: none, kd, gkd, l2, fc, iled, rpsd, iled+rpsd (margin loss + KD terms; "
-        "overrides 'losses:').",
+        help="KD recipe: none, kd, gkd, l2, fc, iled, rpsd, iled+rpsd, cakd (margin loss + KD terms; "
+        "overrides 'losses:'). cakd (cross-architecture KD, URFM + APT prompts) runs a PyTorch ViT "
+        "teacher online: --teacher vit.pt --teacher-arch vit_face_tiny; ONNX teachers are refused.",
     ),
     click.option("--steps", type=int, help="Optimizer steps.  [default: 300]"),
     click.option(
@@ -81,6 +87,7 @@ def distill_cmd(**options: Any) -> None:
     \b
     The teacher's embeddings are computed once and cached; losses come from the config or --method.
     Multi-process: torchrun --nproc-per-node 2 -m edgekd distill ...
+    --method cakd runs a prompted ViT teacher on every batch instead (no cache).
     Example:
       edgekd distill --data ../shared/data/lfw112 --exclude-pairs ../shared/data/lfw112 \\
         --val-pairs ../shared/data/lfw112 --val-folds 6-10 --init mobilefacenet_ms1m.pt --method l2
@@ -107,5 +114,7 @@ def distill_qat_cmd(target: str, **options: Any) -> None:
     `edgekd convert` produces the matching int8 artifact.
     Example:
       edgekd distill-qat --target onnx --init mobilefacenet_ms1m.pt --method l2 --steps 300
+      edgekd distill-qat --target onnx --init mobilefacenet_ms1m.pt --method cakd \
+        --teacher vit.pt --teacher-arch vit_face_tiny -o teacher_options.patch_size=14
     """
     _run(target, **options)

@@ -2,6 +2,10 @@
 
 The weights are the ones compared in ``benchmarks/kd_methods.py`` (same budget for every method).
 Instance-level terms learn a projection: a student's embedding space is not the teacher's.
+
+``cakd`` (cross-architecture KD, weight as in ``benchmarks/cakd.py``) reads teacher *tokens*, so it needs
+a PyTorch ViT teacher run online (``--teacher vit.pt --teacher-arch vit_face_tiny``); its channel options
+are filled in by the trainer from the teacher and the tapped student map.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ METHODS: dict[str, tuple[LossSpec, ...]] = {
     "iled": (_ILED,),
     "rpsd": (_RPSD,),
     "iled+rpsd": (_ILED, _RPSD),
+    "cakd": (LossSpec("cakd", 5.0, {"num_centres": 16, "gamma": 1.0}),),
 }
 
 

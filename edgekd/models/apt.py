@@ -22,9 +22,10 @@ prompts must enter every block and receive gradients, which needs the PyTorch mo
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -99,11 +100,14 @@ def make_prompted_teacher(
     arch: str | None = None,
     num_prompts: int = 4,
     init_std: float = 0.02,
+    options: Mapping[str, Any] | None = None,
 ) -> PromptedTeacher:
     """A :class:`PromptedTeacher` from a ViTFace module, a registered ViT name or a ``.pt`` state_dict.
 
     ``arch`` names the ViT builder for a ``.pt`` file (default: detected from its keys, which only works
-    for default options). ONNX teachers raise ModelError: they cannot be prompted.
+    for default options); ``options`` are that builder's keyword options (e.g. ``patch_size``,
+    ``embedding_size``), needed whenever the teacher was built with non-default ones, because a
+    state_dict does not record them. ONNX teachers raise ModelError: they cannot be prompted.
 
     >>> make_prompted_teacher("vit_face_tiny", num_prompts=2).prompts.shape
     torch.Size([4, 2, 192])
@@ -122,13 +126,17 @@ def make_prompted_teacher(
         )
     if path.suffix.lower() in (".pt", ".pth"):
         state = load_state_dict_file(path)
-        model = create_model(arch or detect_architecture(state))
+        arch = arch or detect_architecture(state)
+        model = create_model(arch, **dict(options or {}))
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise ModelError(f"{path} does not fit '{arch}': {exc}") from None
+            raise ModelError(
+                f"{path} does not fit '{arch}' with options {dict(options or {})}: {exc} (set the "
+                "teacher's architecture and builder options, e.g. teacher_arch and teacher_options)"
+            ) from None
     else:
-        model = create_model(str(ref))
+        model = create_model(str(ref), **dict(options or {}))
     if not isinstance(model, ViTFace):
         raise ModelError(
             f"'{ref}' is a {type(model).__name__}, not a Transformer: APT prompts ViT teachers only "

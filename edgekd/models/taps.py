@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from functools import partial
 from types import MappingProxyType
 
-from torch import Tensor, nn
+import torch.utils._pytree as pytree
+from torch import Tensor, fx, nn
 
 from edgekd.errors import ModelError, did_you_mean
 
@@ -95,6 +96,51 @@ class FeatureTap(nn.Module):
             for handle in handles:
                 handle.remove()
         return embedding, {name: captured[name] for name in self.layers}
+
+
+class EmbeddingOnly(nn.Module):
+    """``forward(x) -> tapped(x)[0]``: a :class:`FeatureTap` (or its exported/prepared graph) seen as a
+    plain embedder, for code that expects ``(N, D)`` (validation, evaluation).
+
+    ``train()``/``eval()`` only set this wrapper's flag: a prepared QAT graph refuses ``.train()``, and its
+    mode is switched by its owner through :func:`edgekd.quant.set_mode`.
+    """
+
+    def __init__(self, tapped: nn.Module):
+        super().__init__()
+        self.tapped = tapped
+        self.embedding_size = getattr(tapped, "embedding_size", None)
+
+    def train(self, mode: bool = True) -> EmbeddingOnly:
+        self.training = mode
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.tapped(x)[0]
+
+
+def drop_tapped_outputs(graph: fx.GraphModule) -> fx.GraphModule:
+    """Make an exported :class:`FeatureTap` graph (outputs ``(embedding, {name: map})``) return only the
+    embedding, in place, and return it.
+
+    Unlike a wrapper module, the result is still the same ``GraphModule`` (same parameters, fake-quant
+    modules and state_dict keys), which is what QAT conversion (``convert_pt2e``, ONNX/TFLite export) needs.
+    The tapped maps stay computed where the embedding reads them; only the extra outputs go.
+    """
+    codegen = graph.graph._codegen
+    info = getattr(codegen, "pytree_info", None)
+    output = next(n for n in graph.graph.nodes if n.op == "output")
+    flat = output.args[0]
+    if info is None or not isinstance(flat, tuple | list) or len(flat) < 2:
+        raise ModelError(
+            "drop_tapped_outputs expects a torch.export graph of a FeatureTap, whose outputs are "
+            f"(embedding, {{name: map}}); got outputs {output.args}"
+        )
+    output.args = ((flat[0],),)
+    codegen.pytree_info = info._replace(out_spec=pytree.treespec_leaf())
+    graph.graph.eliminate_dead_code()
+    graph.recompile()
+    return graph
 
 
 def _close_matches(path: str, valid: list[str]) -> str:

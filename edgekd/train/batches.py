@@ -72,10 +72,17 @@ def step_indices(seed: int, step: int, n: int, batch: int) -> tuple[np.ndarray, 
     return idx, rng.random(batch) < 0.5
 
 
+def decode_images(dataset: FaceDataset, idx: np.ndarray, flips: np.ndarray) -> np.ndarray:
+    """Decoded images, mirrored where ``flips`` (before any normalisation, so a student and an online
+    teacher with different normalisations see the same pixels from one decode)."""
+    images = np.stack([dataset[int(i)].image for i in idx])
+    images[flips] = images[flips, :, ::-1]
+    return images
+
+
 def load_images(
     dataset: FaceDataset, idx: np.ndarray, flips: np.ndarray, spec: PreprocessSpec
 ) -> torch.Tensor:
     """Decoded, mirrored where ``flips``, preprocessed ``(B, 3, H, W)`` channels-last float batch."""
-    images = np.stack([dataset[int(i)].image for i in idx])
-    images[flips] = images[flips, :, ::-1]
+    images = decode_images(dataset, idx, flips)
     return torch.from_numpy(spec.apply(images)).contiguous(memory_format=torch.channels_last)

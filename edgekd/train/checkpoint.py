@@ -4,6 +4,9 @@ A checkpoint holds the model (float weights, or the prepared QAT graph's paramet
 and BN statistics), the objective (margin heads, projections, memory banks), optimizer and scheduler
 state, the step, torch's RNG state, the config and the target spec. A QAT student is rebuilt by
 exporting and preparing the same architecture again (deterministic) and loading the state into it.
+A student trained with a feature loss (``cakd``) was a :class:`~edgekd.models.taps.FeatureTap`; its tap
+layers are stored (``taps``) so the same wrapper, hence the same graph and state_dict keys, is rebuilt,
+then reduced to the embedding output. The APT prompts are stored (``apt``) for resume only.
 """
 
 from __future__ import annotations
@@ -80,10 +83,14 @@ class LoadedStudent:
 def load_student(path: str | os.PathLike[str]) -> LoadedStudent:
     """Rebuild the trained student of a checkpoint, in eval mode (``edgekd convert``/``eval`` use this)."""
     from edgekd.models import create_model
+    from edgekd.models.taps import FeatureTap, drop_tapped_outputs
     from edgekd.quant import example_input, prepare, set_mode, target_from_dict
 
     ckpt = read_checkpoint(path)
     model = create_model(ckpt["arch"], **ckpt.get("arch_kwargs", {}))
+    taps = ckpt.get("taps")
+    if taps:  # trained as FeatureTap(student, taps) (feature losses): same module tree, same QAT graph
+        model = FeatureTap(model, taps)
     target = target_from_dict(ckpt["target"], source=f"{path} (target)") if ckpt.get("target") else None
     if target is not None:
         model = prepare(model, target, example_input(batch=2), fold_bn=bool(ckpt.get("fold_bn", False)))
@@ -91,6 +98,8 @@ def load_student(path: str | os.PathLike[str]) -> LoadedStudent:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
         raise ModelError(f"{path}: weights do not fit architecture {ckpt['arch']}: {exc}") from None
+    if taps:  # consumers (convert, eval) want forward(x) -> (N, D): drop the tapped maps
+        model = drop_tapped_outputs(model) if target is not None else model.model
     set_mode(model, train=False)
     if target is not None:
         from edgekd.quant.qat import freeze

@@ -59,6 +59,12 @@ class DistillConfig:
     student_init: str | None = None  # weights to start from (state_dict), e.g. the pretrained student
     teacher: str = "sface"  # named model or file (ONNX or PyTorch); cached unless a loss needs features
     teacher_preprocess: Literal["raw255", "arcface", "imagenet"] | None = None  # when the file doesn't say
+    # Online (prompted) Transformer teacher, used when a loss reads teacher features (cakd):
+    teacher_arch: str | None = None  # ViT builder of a teacher .pt (default: detected from its keys)
+    teacher_options: dict[str, Any] = field(default_factory=dict)  # its builder options, e.g. patch_size
+    apt_prompts: int = 4  # t: APT prompt tokens per teacher block
+    apt_anchor_weight: float = 1.0  # teacher's own loss: 1 - cos(prompted, unprompted embedding); 0 = off
+    student_taps: dict[str, str] | None = None  # {feature name: module path}; None = default_taps(arch)
     data: str = "synthetic"  # identity-folder root (one folder per person), or "synthetic"
     exclude_pairs: str | None = None  # pairs whose identities are held out of training (no leakage)
     exclude_folds: str | None = None  # folds of exclude_pairs, e.g. "6-10" (default: all)
@@ -84,6 +90,10 @@ class DistillConfig:
         for key in ("steps", "batch_size", "val_every", "log_every", "checkpoint_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.apt_prompts < 1:
+            raise ConfigError(f"apt_prompts must be >= 1, got {self.apt_prompts}")
+        if not self.apt_anchor_weight >= 0:
+            raise ConfigError(f"apt_anchor_weight must be >= 0, got {self.apt_anchor_weight}")
         if self.batch_size < 2:
             raise ConfigError("batch_size must be >= 2 (batch norm and in-batch pairs need two images)")
         self.loss_specs()  # validate names and options now, not at step 0

@@ -6,10 +6,17 @@ the prepared QAT graph whose fake quantization mirrors the target's integer arit
 configured loss terms, clip, step. Every ``val_every`` steps the (fake-quant) student is evaluated on the
 validation pairs; ``last.pt`` and ``best.pt`` are written atomically. A non-finite loss stops the run
 with the step and the terms, and leaves the last good checkpoint in place.
+
+Online teacher (a loss term with ``needs_teacher_features``, e.g. ``cakd``): a cache holds embeddings
+only, so the teacher (a frozen ViT with learnable APT prompts, :class:`~edgekd.models.apt.PromptedTeacher`)
+runs on every batch instead; the student is wrapped in a :class:`~edgekd.models.taps.FeatureTap` (before
+QAT preparation, so the tapped map is an output of the prepared graph) and the prompts are optimised with
+the heads. The teacher is never prepared for QAT and its own weights never change.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -17,25 +24,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from edgekd.config import to_dict
 from edgekd.data import load_verification_set
+from edgekd.data.preprocess import PreprocessSpec
 from edgekd.distributed import DistInfo, barrier, init_from_env, rank_slice, shutdown
 from edgekd.errors import ConfigError, EdgeKDError, ModelError
 from edgekd.eval.runner import evaluate
-from edgekd.losses import build_objective
+from edgekd.losses import LossSpec, build_objective
 from edgekd.losses.objective import WeightedSum
 from edgekd.losses.outputs import StudentOut, TeacherOut
 from edgekd.losses.teacher_logits import class_centres
 from edgekd.models import create_model, default_preprocess, detect_architecture, load_state_dict_file
+from edgekd.models.apt import PromptedTeacher, make_prompted_teacher
+from edgekd.models.taps import EmbeddingOnly, FeatureTap, default_taps
+from edgekd.models.vit import PREPROCESS_PRESET as VIT_PREPROCESS
 from edgekd.quant import example_input, freeze, load_target, prepare, set_mode
 from edgekd.quant.spec import TargetSpec
 from edgekd.runtime import load_embedder
 from edgekd.runtime.torch_backend import TorchEmbedder
-from edgekd.train.batches import TrainSet, build_train_set, load_images, step_indices
+from edgekd.train.batches import TrainSet, build_train_set, decode_images, step_indices
 from edgekd.train.checkpoint import read_checkpoint, save_checkpoint
 from edgekd.train.config import DistillConfig
 from edgekd.train.logs import RunLog
@@ -92,6 +105,52 @@ def resolve_student(cfg: DistillConfig) -> tuple[nn.Module, str]:
     return model, arch
 
 
+def resolve_online_teacher(cfg: DistillConfig) -> PromptedTeacher:
+    """The prompted ViT teacher of a run whose losses read teacher features.
+
+    ``cfg.teacher``: a ViTFace ``.pt`` state_dict (``teacher_arch``/``teacher_options`` when its keys do not
+    identify a default-option ViT) or a registered ViT name (random weights: for tests). Named ONNX models
+    (e.g. ``sface``) are resolved to their file first so that they get make_prompted_teacher's "ONNX
+    teachers cannot be prompted" error rather than "unknown model".
+    """
+    from edgekd.models import list_models
+    from edgekd.runtime import resolve_model_path
+
+    ref: str | Path = cfg.teacher
+    suffix = Path(cfg.teacher).suffix.lower()
+    if cfg.teacher not in list_models() and suffix not in (".onnx", ".pt", ".pth"):
+        ref = resolve_model_path(cfg.teacher)
+    return make_prompted_teacher(
+        ref, arch=cfg.teacher_arch, num_prompts=cfg.apt_prompts, options=cfg.teacher_options
+    )
+
+
+def fill_feature_channels(
+    specs: tuple[LossSpec, ...], teacher_channels: int, student_maps: dict[str, torch.Tensor]
+) -> tuple[LossSpec, ...]:
+    """Feature terms' ``teacher_channels``/``student_channels`` from the models, where the config left them
+    out: the recipe ``--method cakd`` then works for any ViT width and tapped layer without ``-o`` options.
+
+    ``student_channels`` comes from ``student_maps[params.get("student_feature", "last_map")]``.
+    """
+    from edgekd.losses import REGISTRY
+
+    out = []
+    for spec in specs:
+        term = REGISTRY.resolve(spec.name)
+        if getattr(term, "needs_teacher_features", False):
+            options = inspect.signature(term).parameters
+            params = dict(spec.params)
+            if "teacher_channels" in options:
+                params.setdefault("teacher_channels", teacher_channels)
+            feature = student_maps.get(str(params.get("student_feature", "last_map")))
+            if "student_channels" in options and feature is not None:
+                params.setdefault("student_channels", int(feature.shape[1]))
+            spec = LossSpec(spec.name, spec.weight, params)
+        out.append(spec)
+    return tuple(out)
+
+
 class Distiller:
     """Builds everything from a config, then :meth:`run` trains (see the module docstring)."""
 
@@ -116,7 +175,19 @@ class Distiller:
         float_student, self.arch = resolve_student(cfg)
         self.spec = default_preprocess(self.arch)
         self.specs = cfg.loss_specs()
-        self.teacher = self._teacher_cache() if self._needs_teacher() else None
+        self.online: PromptedTeacher | None = None  # the prompted teacher, when a loss reads its features
+        self.teacher: TeacherCache | None = None
+        self.taps: dict[str, str] | None = None
+        if self._needs_teacher_features():
+            self.online = resolve_online_teacher(cfg)
+            self.teacher_spec = PreprocessSpec.preset(cfg.teacher_preprocess or VIT_PREPROCESS)
+            self.taps = dict(cfg.student_taps or default_taps(self.arch))
+            float_student = FeatureTap(float_student, self.taps)
+            self.specs = fill_feature_channels(
+                self.specs, self.online.teacher.embed_dim, _probe(float_student)
+            )
+        elif self._needs_teacher():
+            self.teacher = self._teacher_cache()
         self.objective = self._objective(float_student.embedding_size)
         self.student = self._student(float_student)
         self.optimizer = self._optimizer()
@@ -132,16 +203,17 @@ class Distiller:
 
     # ---- construction -------------------------------------------------------------------------
 
-    def _needs_teacher(self) -> bool:
+    def _terms(self) -> list[type]:
         from edgekd.losses import REGISTRY
 
-        terms = [REGISTRY.resolve(s.name) for s in self.specs]
-        if any(getattr(t, "needs_teacher_features", False) for t in terms):
-            raise ConfigError(
-                "a loss reads teacher features (e.g. cakd): that needs an online PyTorch teacher, "
-                "not the embedding cache; use --method cakd with a Transformer teacher"
-            )
-        return any(getattr(t, "needs_teacher", True) for t in terms)
+        return [REGISTRY.resolve(s.name) for s in self.specs]
+
+    def _needs_teacher_features(self) -> bool:
+        """A term reads teacher tokens (cakd): the teacher must run online, a cache holds embeddings only."""
+        return any(getattr(t, "needs_teacher_features", False) for t in self._terms())
+
+    def _needs_teacher(self) -> bool:
+        return any(getattr(t, "needs_teacher", True) for t in self._terms())
 
     def _teacher_cache(self) -> TeacherCache:
         """Rank 0 builds (or finds) the cache; the others wait, then open the same entry."""
@@ -164,7 +236,15 @@ class Distiller:
 
     def _objective(self, student_dim: int) -> WeightedSum:
         teacher_dim = self.teacher.dim if self.teacher is not None else None
+        if self.online is not None:
+            teacher_dim = self.online.embedding_size
         objective = build_objective(self.specs, student_dim, self.data.num_classes, teacher_dim)
+        if objective.needs_logits and self.online is not None:
+            raise ConfigError(
+                "losses reading teacher logits (kd, gkd) need class centres of every training image's "
+                "teacher embedding, which an online (prompted) teacher does not provide; combine cakd with "
+                "instance-level terms (l2, iled) instead"
+            )
         if objective.needs_logits and self.teacher is not None:
             centres = class_centres(self.teacher[:], self.data.labels, self.data.num_classes)
             objective.set_teacher_centres(centres)
@@ -177,10 +257,16 @@ class Distiller:
         return prepare(model, self.target, example_input(batch=2), fold_bn=self.fold_bn)
 
     def _optimizer(self) -> torch.optim.Optimizer:
+        """Backbone at ``lr``; heads, projections, URFM and the APT prompts (all trained from scratch) at
+        ``head_lr``. The frozen teacher's weights are in no group, so not even weight decay touches them."""
         o = self.cfg.optim
+        prompts = list(self.online.trainable_parameters()) if self.online is not None else []
         groups = [
             {"params": [p for p in self.student.parameters() if p.requires_grad], "lr": o.lr},
-            {"params": [p for p in self.objective.parameters() if p.requires_grad], "lr": o.head_lr},
+            {
+                "params": [p for p in self.objective.parameters() if p.requires_grad] + prompts,
+                "lr": o.head_lr,
+            },
         ]
         groups = [g for g in groups if g["params"]]
         if o.name == "sgd":
@@ -189,7 +275,7 @@ class Distiller:
 
     def _wrap_ddp(self) -> nn.Module:
         """The module whose forward is the training loss; DDP-wrapped under torchrun."""
-        module = _LossModule(self.student, self.objective)
+        module = _LossModule(self.student, self.objective, self.online, self.cfg.apt_anchor_weight)
         if not self.dist.enabled:
             return module
         from torch.nn.parallel import DistributedDataParallel
@@ -212,12 +298,16 @@ class Distiller:
     def _train_mode(self) -> None:
         set_mode(self.student, train=True)
         self.objective.train()
+        if self.online is not None:
+            self.online.train()  # the prompts' module; the frozen ViT stays in eval mode
         self._apply_freezes(self.step)
 
     def _payload(self) -> dict[str, Any]:
         return {
             "arch": self.arch,
             "arch_kwargs": dict(self.cfg.student_options),
+            "taps": self.taps,  # the model below is a FeatureTap(student, taps): load_student rebuilds it
+            "apt": {"prompts": self.online.prompts.detach().clone()} if self.online is not None else None,
             "fold_bn": self.fold_bn,
             "model": self.student.state_dict(),
             "objective": self.objective.state_dict(),
@@ -251,6 +341,11 @@ class Distiller:
         try:
             self.student.load_state_dict(ckpt["model"])
             self.objective.load_state_dict(ckpt["objective"])
+            if self.online is not None:
+                if not ckpt.get("apt"):
+                    raise RuntimeError("it has no APT prompts (it was not trained with an online teacher)")
+                with torch.no_grad():
+                    self.online.prompts.copy_(ckpt["apt"]["prompts"])
         except RuntimeError as exc:
             raise ModelError(f"{path} does not fit this run's model/losses: {exc}") from None
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -260,18 +355,21 @@ class Distiller:
 
     # ---- loop ----------------------------------------------------------------------------------
 
-    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def _batch(self, step: int) -> Batch:
         idx, flips = step_indices(self.cfg.seed, step, len(self.data.dataset), self.cfg.batch_size)
         if not self.cfg.flip:
             flips[:] = False
         idx, flips = rank_slice(idx, self.dist), rank_slice(flips, self.dist)
-        x = load_images(self.data.dataset, idx, flips, self.spec)
-        t = None
+        images = decode_images(self.data.dataset, idx, flips)
+        x = _model_input(self.spec, images)
+        t = x_teacher = None
         if self.teacher is not None:
             t = self.teacher[idx]
             if flips.any():
                 t[torch.from_numpy(flips)] = self.teacher.flipped(idx[flips])
-        return x, t, torch.as_tensor(self.data.labels[idx])
+        if self.online is not None:  # the same decoded (and mirrored) images, in the ViT's normalisation
+            x_teacher = _model_input(self.teacher_spec, images)
+        return Batch(x, t, torch.as_tensor(self.data.labels[idx]), x_teacher)
 
     def _calibrate_observers(self) -> None:
         """QAT: forward-only batches so the first update already uses scales of several batches."""
@@ -279,12 +377,11 @@ class Distiller:
             return
         with torch.no_grad():
             for i in range(self.cfg.qat.calib_batches):
-                x, _, _ = self._batch(CALIB_STEP + i)
-                self.student(x)
+                self.student(self._batch(CALIB_STEP + i).x)
 
     def train_step(self, step: int) -> dict[str, float]:
-        x, t, labels = self._batch(step)
-        total, parts = self.ddp(x, t, labels, step)
+        b = self._batch(step)
+        total, parts = self.ddp(b.x, b.teacher, b.labels, step, b.x_teacher)
         if not torch.isfinite(total):
             terms = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())
             raise TrainingDiverged(
@@ -305,7 +402,8 @@ class Distiller:
         vset = load_verification_set(self.cfg.val_pairs, self.cfg.val_folds)
         set_mode(self.student, train=False)
         try:
-            embedder = TorchEmbedder(self.student, self.spec, name=self.arch)
+            model = EmbeddingOnly(self.student) if self.taps is not None else self.student
+            embedder = TorchEmbedder(model, self.spec, name=self.arch)
             result = evaluate(embedder, vset, progress=False)
         finally:
             self._train_mode()
@@ -371,19 +469,84 @@ class Distiller:
             self.save("last.pt")
 
 
-class _LossModule(nn.Module):
-    """Student + objective as one module, so DDP syncs the heads' gradients with the backbone's."""
+@dataclass(frozen=True)
+class Batch:
+    """One rank's slice of a step: student input, cached teacher embeddings (or None), labels, and the
+    online teacher's input (the same images in its normalisation, or None)."""
 
-    def __init__(self, student: nn.Module, objective: WeightedSum):
+    x: torch.Tensor
+    teacher: torch.Tensor | None
+    labels: torch.Tensor
+    x_teacher: torch.Tensor | None = None
+
+
+def _model_input(spec: PreprocessSpec, images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(spec.apply(images)).contiguous(memory_format=torch.channels_last)
+
+
+def _probe(tapped: FeatureTap) -> dict[str, torch.Tensor]:
+    """The tapped maps of one zero batch (eval mode, no grad: BN statistics are not touched)."""
+    was = tapped.training
+    tapped.eval()
+    try:
+        with torch.no_grad():
+            _, maps = tapped(example_input(batch=2))
+    finally:
+        tapped.train(was)
+    return maps
+
+
+class _LossModule(nn.Module):
+    """Student + objective (+ online teacher) as one module, so DDP syncs the heads' and the prompts'
+    gradients with the backbone's."""
+
+    def __init__(
+        self,
+        student: nn.Module,
+        objective: WeightedSum,
+        online: PromptedTeacher | None = None,
+        anchor_weight: float = 0.0,
+    ):
         super().__init__()
-        self.student, self.objective = student, objective
+        self.student, self.objective, self.online = student, objective, online
+        self.anchor_weight = anchor_weight
 
     def forward(
-        self, x: torch.Tensor, t: torch.Tensor | None, labels: torch.Tensor, step: int
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor | None,
+        labels: torch.Tensor,
+        step: int,
+        x_teacher: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        emb = self.student(x)
-        teacher = TeacherOut(embedding=t) if t is not None else TeacherOut(embedding=emb.detach())
-        return self.objective(StudentOut(embedding=emb), teacher, labels, step)
+        if self.online is None:
+            emb = self.student(x)
+            teacher = TeacherOut(embedding=t) if t is not None else TeacherOut(embedding=emb.detach())
+            return self.objective(StudentOut(embedding=emb), teacher, labels, step)
+        if x_teacher is None:
+            raise ValueError("an online teacher needs its own input batch (x_teacher)")
+        emb, maps = self.student(x)  # a FeatureTap (or its prepared graph): (embedding, {name: map})
+        out = self.online(x_teacher)
+        total, parts = self.objective(
+            StudentOut(embedding=emb, features=dict(maps)), out.to_teacher_out(), labels, step
+        )
+        if self.anchor_weight > 0:
+            anchor = self._anchor(out.embedding, x_teacher)
+            total = total + self.anchor_weight * anchor
+            parts = {**parts, "apt_anchor": anchor.detach()}
+        return total, parts
+
+    def _anchor(self, prompted: torch.Tensor, x_teacher: torch.Tensor) -> torch.Tensor:
+        """The teacher's own loss for APT: ``1 − cos`` between the prompted and the unprompted embedding.
+
+        The trainer does not know the objective the teacher was trained with (the benchmark's ViT
+        regressed SFace embeddings); keeping the prompted embedding on the frozen teacher's own embedding
+        keeps exactly the discriminative power the teacher had, whatever made it, while the prompts are
+        free to reshape the tokens the distillation loss reads.
+        """
+        with torch.no_grad():
+            reference = self.online.teacher(x_teacher)
+        return (1 - F.cosine_similarity(prompted, reference, dim=1)).mean()
 
 
 def distill(cfg: DistillConfig, resume: str | Path | None = None, progress: bool = True) -> TrainResult:
