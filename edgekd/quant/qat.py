@@ -22,6 +22,7 @@ from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e, 
 from torchao.quantization.pt2e.utils import _fuse_conv_bn_  # folds eval-mode conv+BN in an exported graph
 
 from edgekd.errors import ModelError
+from edgekd.quant.bias import quantize_bias_int32
 from edgekd.quant.quantizers import build_quantizer
 from edgekd.quant.spec import TargetSpec
 
@@ -140,6 +141,8 @@ def convert(prepared: GraphModule, spec: TargetSpec) -> GraphModule:
     """The reference int8 model (quantize/dequantize ops, BN folded), in eval mode.
 
     ``fold_quantize`` follows the spec: OpenVINO and litert-torch fail on pre-folded int8 weights.
+    For ONNX Runtime the conv/linear biases become int32 (:func:`~edgekd.quant.bias.quantize_bias_int32`):
+    the bias its QLinearConv adds, so the reference computes what the artifact computes.
     The prepared model is not modified (converted from a copy), so training may go on.
     """
     import copy
@@ -147,5 +150,7 @@ def convert(prepared: GraphModule, spec: TargetSpec) -> GraphModule:
     model = copy.deepcopy(prepared)
     move_exported_model_to_eval(model)
     converted = convert_pt2e(model, fold_quantize=spec.converter.fold_quantize)
+    if spec.runtime == "onnxruntime":
+        quantize_bias_int32(converted)
     move_exported_model_to_eval(converted)
     return converted

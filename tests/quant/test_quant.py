@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import collections
+import copy
+import operator
 
 import pytest
 import torch
 from torch import nn
+from torchao.quantization.pt2e import move_exported_model_to_eval as move_to_eval
+from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
 from edgekd.errors import ConfigError, UnsupportedTargetError
 from edgekd.models import create_model
 from edgekd.quant import convert, example_input, freeze, list_targets, load_target, prepare, set_mode
-from edgekd.quant.annotator import PRELU
+from edgekd.quant.annotator import PRELU, WEIGHTED
 
 TARGETS = ["onnx", "openvino", "tflite"]
 FQ = "activation_post_process"
+DQ_PER_CHANNEL = torch.ops.quantized_decomposed.dequantize_per_channel.default
 
 
 def tiny(act: str = "prelu") -> nn.Module:
@@ -116,8 +121,14 @@ def test_conversion_folds_conv_bn_and_keeps_no_float_conv(prepared):
     converted = convert(model, spec)
     counts = ops(converted)
     assert counts["aten.batch_norm.default"] == 1  # only the BatchNorm1d head; every conv BN folded
-    dq_weights = sum(v for k, v in counts.items() if "dequantize_per_channel" in k)
-    assert dq_weights == counts["aten.conv2d.default"] + counts["aten.linear.default"]
+    weighted = [n for n in converted.graph.nodes if n.target in WEIGHTED]
+    dq = [n for n in converted.graph.nodes if n.target == DQ_PER_CHANNEL]
+    assert sum(n.args[6] != torch.int32 for n in dq) == len(weighted)  # one per-channel weight each
+    # ONNX Runtime's QLinearConv adds an int32 bias (act scale × weight scale): the reference does too
+    biased = [n for n in weighted if len(n.args) > 2 and n.args[2] is not None]
+    int32_bias = [n for n in dq if n.args[6] == torch.int32]
+    assert len(int32_bias) == (len(biased) if spec.runtime == "onnxruntime" else 0)
+    assert all(n.args[2].target == DQ_PER_CHANNEL for n in biased) == (spec.runtime == "onnxruntime")
     x = example_input(batch=3)
     set_mode(model, train=False)
     with torch.no_grad():
@@ -172,3 +183,29 @@ def test_litert_shim_is_idempotent_and_lets_prepare_run():
     assert litert._get_aten_graph_module_for_pattern is first
     model = prepare(tiny("relu6"), load_target("tflite"), example_input(batch=2))
     assert ops(model)["aten.conv2d.default"] > 0
+
+
+def test_int32_bias_is_the_rounded_float_bias():
+    spec = load_target("onnx")
+    model = prepare(tiny(), spec, example_input(batch=4))
+    with torch.no_grad():
+        for _ in range(3):
+            model(example_input(batch=8))
+    converted = convert(model, spec)  # int32 biases
+    plain = copy.deepcopy(model)
+    move_to_eval(plain)
+    plain = convert_pt2e(plain, fold_quantize=True)  # float biases
+    x = example_input(batch=3)
+    with torch.no_grad():  # random weights, embeddings a few steps wide: a sanity bound only
+        assert nn.functional.cosine_similarity(plain(x), converted(x)).min() > 0.9
+
+    def biases(gm):
+        return [n.args[2] for n in gm.graph.nodes if n.target in WEIGHTED and len(n.args) > 2 and n.args[2]]
+
+    pairs = list(zip(biases(plain), biases(converted), strict=True))
+    assert pairs and all(b.target == DQ_PER_CHANNEL and b.args[6] == torch.int32 for _, b in pairs)
+    for f, b in pairs:
+        bias = operator.attrgetter(str(f.target))(plain)
+        q, scale = (operator.attrgetter(str(a.target))(converted) for a in b.args[:2])
+        assert q.dtype == torch.int32 and scale.dtype == torch.float32 and (scale > 0).all()
+        assert ((q * scale.double() - bias.double()).abs() <= 0.5001 * scale).all()  # round(b / scale)
