@@ -12,7 +12,7 @@ THREADS ?= 2
 STEPS  ?= 30
 export EDGEKD_SHARED := $(SHARED)
 
-.PHONY: venv test demo lint format clean
+.PHONY: venv test test-slow demo lint format clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ $(BIN)/.demo-installed: $(BIN)/.installed
 
 test: venv
 	command -v /usr/sbin/sshd >/dev/null || (command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq openssh-server) >/dev/null 2>&1) || true
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# The slow tests (DDP over torchrun, TFLite conversions, full-size QAT): .ci/run adds them when time allows.
+test-slow: venv
+	$(BIN)/python -m pytest -q -m slow
 
 demo: $(BIN)/.demo-installed
 	$(BIN)/edgekd info

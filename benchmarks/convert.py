@@ -9,8 +9,8 @@ Per target, in one process (each target in its own: litert-torch's JAX and NNCF'
 - PTQ: ``--ptq`` of the pretrained float student with 512 LFW training faces, the runtime's own tool
   (ORT quantize_static, NNCF, litert-torch's PT2E quantizer);
 - accuracy on LFW folds 6-10 of each artifact and of the checkpoint's fake-quant model;
-- latency: one face at batch 1, 1 thread, median of ``--runs`` calls after warm-up (OpenVINO float with
-  the f32 precision hint), float and int8 measured one after the other in the same process.
+- latency: one face at batch 1, 1 thread, median of ``--runs`` calls (OpenVINO float with the f32
+  precision hint), float, PTQ and QAT interleaved in blocks in the same process.
 Writes results/convert.{md,json}.
 """
 
@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result
 
 REPO = Path(__file__).resolve().parents[1]
+ROUNDS = 10  # latency blocks per artifact, interleaved
 
 
 def artifact_size(path: Path) -> int:
@@ -61,6 +62,7 @@ def one_target(target: str, args) -> dict:
     )
     res["fake_quant"] = {"accuracy": 100 * fq.metrics.accuracy}
     face = face_images(lfw, count=1, seed=3)
+    singles = {}
     for mode, kw, src in (
         ("float", {"float_": True}, ckpt),
         ("ptq", {"ptq": True, "calib": lfw, "num_calib": args.calib}, weights),
@@ -80,17 +82,25 @@ def one_target(target: str, args) -> dict:
             checks = {"parity": manifest["parity"], "int8": manifest["int8_share"]}
             artifact, failed = out / mode / manifest["artifact"], str(exc).splitlines()[0]
         acc = evaluate(load_embedder(artifact, threads=2), vset, progress=False)
-        single = load_embedder(artifact, threads=1)
-        timing = measure(lambda e=single: e.embed(face), warmup=20, runs=args.runs)
+        singles[mode] = load_embedder(artifact, threads=1)
         res[mode] = {
             "artifact": str(artifact),
             "accuracy": 100 * acc.metrics.accuracy,
             "std": 100 * acc.metrics.accuracy_std,
             "size_bytes": artifact_size(artifact),
-            "latency_ms": float(np.median(timing.samples_ms)),
             "failed": failed,
             **checks,
         }
+    # Latency interleaved in blocks, so float and int8 see the same machine state (2 shared cores).
+    samples: dict[str, list[float]] = {mode: [] for mode in singles}
+    for _ in range(ROUNDS):
+        for mode, embedder in singles.items():
+            samples[mode] += measure(
+                lambda e=embedder: e.embed(face), warmup=5, runs=args.runs // ROUNDS
+            ).samples_ms
+    for mode, values in samples.items():
+        res[mode]["latency_ms"] = float(np.median(values))
+        res[mode]["latency_runs"] = len(values)
     return res
 
 

@@ -143,19 +143,23 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(".cache/teacher"))
     parser.add_argument("--out", type=Path, default=Path("runs/bench_qat"))
     parser.add_argument("--name", default="qat", help="result file stem in benchmarks/results/")
+    parser.add_argument("--step-times-only", action="store_true", help="only the float vs QAT step time")
+    parser.add_argument("--reps", type=int, default=5, help="interleaved step-time repetitions")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     shared = shared_dir()
     if shared is None:
         sys.exit("needs ../shared (LFW + pretrained MobileFaceNet); set EDGEKD_SHARED")
     lfw, weights = shared / "data/lfw112", shared / "models/mobilefacenet/mobilefacenet_ms1m.pt"
+    if args.step_times_only:
+        return step_time_table(args)
     vset = load_verification_set(lfw, "6-10")
     rows, payload = [], {"args": {k: str(v) for k, v in vars(args).items()}, "targets": {}}
     ref = accuracy(float_student(weights), vset, "float")
     rows.append(f"| float student (reference) | - | {ref['accuracy']:.2f} ± {ref['std']:.2f} | 0.00 | |")
     payload["float"] = ref
     for target in args.targets.split(","):
-        res: dict = {"step_time": step_times(target, args.batch)}
+        res: dict = {"step_time": step_times(target, args.batch, args.reps)}
         res["ptq"] = accuracy(ptq(target, weights, lfw, args.calib), vset, f"ptq-{target}")
         for method in args.methods.split(","):
             trainer = qat_run(target, method, weights, lfw, args, args.out)
@@ -174,6 +178,20 @@ def main() -> None:
             f"(×{st['ratio']:.2f}) | | |"
         )
         write(rows, payload, args)  # after every target: partial results survive an interruption
+
+
+def step_time_table(args) -> None:
+    """Float vs QAT optimizer-step time per target, all targets in one run (same machine state)."""
+    rows, payload = [], {}
+    for target in args.targets.split(","):
+        st = payload[target] = step_times(target, args.batch, args.reps)
+        rows.append(f"| {target} | {st['float_s']:.3f} | {st['qat_s']:.3f} | ×{st['ratio']:.2f} |")
+    body = (
+        f"One AdamW step of {ARCH}, batch {args.batch}, {args.threads} threads; float (BN frozen) vs QAT "
+        f"(BN folded, fake quantization per target), interleaved, median of {args.reps}.\n\n"
+        "| target | float s | QAT s | QAT / float |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
+    write_result(args.name, "QAT vs float training step time", body, payload)
 
 
 def trainer_seconds(trainer: Distiller) -> float:
