@@ -58,6 +58,10 @@ demo: $(BIN)/.demo-installed
 	  $(BIN)/edgekd distill-qat --target onnx --teacher sface --method l2 --steps $(STEPS) -b 32 \
 	    --data synthetic --val-pairs synthetic -o val_every=$(STEPS) -t $(THREADS) --out demo-out/qat; \
 	fi
+	@echo "== convert: int8 ONNX for ONNX Runtime, parity + int8-share checks (manifest.json beside it)"
+	@$(BIN)/edgekd convert --checkpoint demo-out/qat/last.pt $(if $(DATA),--parity-data "$(DATA)",) \
+	  --out demo-out/onnx -t $(THREADS) \
+	  || echo "(convert checks failed: the report above and demo-out/onnx/manifest.json say why; see docs/convert.md)"
 
 lint: venv
 	$(BIN)/ruff check edgekd tests benchmarks

@@ -31,7 +31,14 @@ def ops(gm: torch.fx.GraphModule) -> collections.Counter:
     return collections.Counter(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
 
 
-@pytest.fixture(scope="module", params=TARGETS)
+@pytest.fixture(
+    scope="module",
+    params=[
+        "onnx",
+        pytest.param("openvino", marks=pytest.mark.slow),
+        pytest.param("tflite", marks=pytest.mark.slow),
+    ],
+)
 def prepared(request):
     spec = load_target(request.param)
     model = prepare(tiny(), spec, example_input(batch=4))
