@@ -8,7 +8,6 @@ uses the teacher embedding of the *flipped* image.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -46,11 +45,10 @@ class TrainLog:
 
 
 def lr_factor(step: int, budget: Budget) -> float:
-    """Linear warm-up then cosine decay to 0, as a multiplier of the base learning rate."""
-    if step < budget.warmup_steps:
-        return (step + 1) / budget.warmup_steps
-    progress = (step - budget.warmup_steps) / max(1, budget.steps - budget.warmup_steps)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    """The trainer's warm-up + cosine schedule for this budget (one schedule for loop and trainer)."""
+    from edgekd.train.trainer import lr_factor as warmup_cosine
+
+    return warmup_cosine(step, budget.steps, budget.warmup_steps)
 
 
 def _batch(
