@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Literal
 
 from edgekd.config import from_dict, read_yaml
-from edgekd.errors import ConfigError, UnsupportedTargetError, unknown_name
-from edgekd.paths import targets_dir
+from edgekd.errors import ConfigError
+from edgekd.paths import resolve_yaml, targets_dir, yaml_names
 
 # Fraction of peak ops that XNNPACK-class CPU kernels reach, fitted on published Raspberry Pi 4 numbers
 # (docs/profiles.md, ``python -m edgekd.bench.calibration``). Profiles may override them per unit.
@@ -137,20 +137,12 @@ def profiles_dir() -> Path:
 
 def list_profiles(root: Path | None = None) -> list[str]:
     """Names of the profiles shipped in ``targets/profiles`` (file stems), sorted."""
-    root = root or profiles_dir()
-    return sorted(p.stem for p in root.glob("*.yaml")) if root.is_dir() else []
+    return yaml_names(root or profiles_dir())
 
 
 def load_profile(ref: str | Path) -> Profile:
     """A profile by name (``rpi4``) or by path to a YAML file; unknown names list the known ones."""
-    path = Path(ref)
-    if path.suffix not in (".yaml", ".yml"):
-        known = list_profiles()
-        if str(ref) not in known:
-            raise UnsupportedTargetError(unknown_name("profile", str(ref), known))
-        path = profiles_dir() / f"{ref}.yaml"
-    elif not path.is_file():
-        raise UnsupportedTargetError(f"profile file not found: {path}")
+    path = resolve_yaml("profile", ref, profiles_dir())
     profile = from_dict(Profile, read_yaml(path), source=str(path))
     if profile.name != path.stem:
         raise ConfigError(f'profile name "{profile.name}" must match its file name ({path})')

@@ -68,8 +68,32 @@ def prepare(
     if fold_bn:
         setattr(prepared, BN_FROZEN, True)
         prepared._exported_training = False  # torchao's mode flag: the BN left is in inference form
+    _out_of_place_activations(prepared)
     set_mode(prepared, train=qat)
     return prepared
+
+
+# In-place activation → its out-of-place twin (same numbers; the quantizer has annotated the graph by now).
+_OUT_OF_PLACE = {
+    torch.ops.aten.relu_.default: torch.ops.aten.relu.default,
+    torch.ops.aten.hardtanh_.default: torch.ops.aten.hardtanh.default,
+}
+
+
+def _out_of_place_activations(prepared: GraphModule) -> None:
+    """Replace in-place ReLU/ReLU6 by out-of-place ones in the prepared graph.
+
+    Where a quantizer observes a conv output *before* its ReLU6 (litert's does), the activation works
+    in place on the fake quantizer's output, a permuted view (:mod:`edgekd.quant.fake_quant`); autograd
+    then rebuilds the base tensor on every backward (CopySlices: measured 2.8x → see qat_step_time.md).
+    """
+    changed = False
+    for node in prepared.graph.nodes:
+        if node.op == "call_function" and node.target in _OUT_OF_PLACE:
+            node.target = _OUT_OF_PLACE[node.target]
+            changed = True
+    if changed:
+        prepared.recompile()
 
 
 def _drop_unused_attributes(graph: GraphModule) -> None:

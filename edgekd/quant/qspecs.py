@@ -7,7 +7,6 @@ torch); PTQ uses observers only (histogram for activations, min/max for weights)
 from __future__ import annotations
 
 import torch
-from torchao.quantization.pt2e.fake_quantize import FusedMovingAvgObsFakeQuantize
 from torchao.quantization.pt2e.observer import (
     HistogramObserver,
     MinMaxObserver,
@@ -17,6 +16,7 @@ from torchao.quantization.pt2e.observer import (
 )
 from torchao.quantization.pt2e.quantizer import QuantizationSpec
 
+from edgekd.quant.fake_quant import LayoutAwareFakeQuantize
 from edgekd.quant.spec import QScheme, TargetSpec
 
 # The smallest scale an observer may pick: keeps near-constant channels from blowing up 1/scale.
@@ -26,7 +26,7 @@ EPS = 2**-12
 def _observer(scheme: QScheme, is_qat: bool, is_weight: bool):
     if is_qat:
         base = MovingAveragePerChannelMinMaxObserver if scheme.per_channel else MovingAverageMinMaxObserver
-        return FusedMovingAvgObsFakeQuantize.with_args(observer=base, eps=EPS)
+        return LayoutAwareFakeQuantize.with_args(observer=base, eps=EPS)
     if scheme.per_channel:
         return PerChannelMinMaxObserver.with_args(eps=EPS)
     return (MinMaxObserver if is_weight else HistogramObserver).with_args(eps=EPS)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Literal
 
 from edgekd.config import from_dict, read_yaml, to_dict
-from edgekd.errors import ConfigError, UnsupportedTargetError, unknown_name
-from edgekd.paths import targets_dir
+from edgekd.errors import ConfigError
+from edgekd.paths import resolve_yaml, targets_dir, yaml_names
 
 DTYPE_RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
 
@@ -100,20 +100,12 @@ class TargetSpec:
 
 def list_targets(root: Path | None = None) -> list[str]:
     """Names of the target specs shipped in ``targets/`` (file stems), sorted."""
-    root = root or targets_dir()
-    return sorted(p.stem for p in root.glob("*.yaml")) if root.is_dir() else []
+    return yaml_names(root or targets_dir())
 
 
 def load_target(ref: str | Path) -> TargetSpec:
     """A target spec by name (``tflite``) or by path to a YAML file; unknown names list the known ones."""
-    path = Path(ref)
-    if path.suffix not in (".yaml", ".yml"):
-        known = list_targets()
-        if str(ref) not in known:
-            raise UnsupportedTargetError(unknown_name("target", str(ref), known))
-        path = targets_dir() / f"{ref}.yaml"
-    elif not path.is_file():
-        raise UnsupportedTargetError(f"target spec file not found: {path}")
+    path = resolve_yaml("target", ref, targets_dir())
     return target_from_dict(read_yaml(path), source=str(path))
 
 
