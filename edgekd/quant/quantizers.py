@@ -11,7 +11,13 @@ from torch.fx import Node
 from torchao.quantization.pt2e.quantizer import Quantizer
 
 from edgekd.errors import UnsupportedTargetError
-from edgekd.quant.annotator import EdgeKDQuantizer, PReLUQuantizer, module_path
+from edgekd.quant.annotator import (
+    EdgeKDQuantizer,
+    PReLUQuantizer,
+    annotate_adds,
+    annotate_conv_relu6,
+    module_path,
+)
 from edgekd.quant.qspecs import activation_qspec, prelu_alpha_qspec, weight_qspec
 from edgekd.quant.spec import TargetSpec
 
@@ -51,9 +57,21 @@ def _litert(spec: TargetSpec, is_qat: bool) -> Quantizer:
         raise UnsupportedTargetError(
             f"target '{spec.name}' needs litert-torch: pip install 'edgekd[tflite]' ({exc})"
         ) from None
-    act = activation_qspec(spec, is_qat)
-    config = QuantizationConfig(act, act, weight_qspec(spec, is_qat), None, None, is_qat, False)
-    quantizer = PT2EQuantizer().set_global(config)
+    act, weight = activation_qspec(spec, is_qat), weight_qspec(spec, is_qat)
+    skip = _skip(spec)
+
+    class LitertQuantizer(PT2EQuantizer):
+        """litert-torch's quantizer; conv → ReLU6 and the residual adds are claimed first (see
+        :func:`annotate_conv_relu6`, :func:`annotate_adds`: litert misses both on torch 2.13)."""
+
+        def annotate(self, model):
+            annotate_conv_relu6(model, act, weight, skip)
+            model = super().annotate(model)
+            annotate_adds(model, act, skip)
+            return model
+
+    config = QuantizationConfig(act, act, weight, None, None, is_qat, False)
+    quantizer = LitertQuantizer().set_global(config)
     for prefix in spec.keep_float:
         quantizer.set_module_name(prefix, None)
     return quantizer
