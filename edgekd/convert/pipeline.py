@@ -30,6 +30,7 @@ from edgekd.data.preprocess import PreprocessSpec
 from edgekd.errors import ConversionError, ModelError
 from edgekd.models import create_model, default_preprocess, detect_architecture, load_state_dict_file
 from edgekd.quant import calibrate, convert, example_input, load_target, prepare, set_mode, strip_fake_quant
+from edgekd.quant.integer_reference import parity_reference
 from edgekd.quant.spec import TargetSpec
 from edgekd.runtime import load_embedder
 from edgekd.runtime.torch_backend import TorchEmbedder
@@ -46,6 +47,8 @@ class ConvertResult:
     parity: ParityReport
     int8: Int8ShareReport | None
     failures: list[str] = field(default_factory=list)
+    # vs the float32 converted model, when parity used an integer twin (informational)
+    parity_float: ParityReport | None = None
 
     @property
     def passed(self) -> bool:
@@ -53,6 +56,13 @@ class ConvertResult:
 
     def to_markdown(self) -> str:
         parts = [f"## {self.artifact} ({self.mode})", "", self.parity.to_markdown()]
+        if self.parity_float is not None:
+            p = self.parity_float
+            parts += [
+                "",
+                f"vs the float32 converted model (`{p.reference}`, informational: the floor two correct "
+                f"int8 implementations share): mean {p.mean_cosine:.6f}, min {p.min_cosine:.6f}",
+            ]
         if self.int8 is not None:
             parts += ["", self.int8.to_markdown()]
         if self.failures:
@@ -193,6 +203,7 @@ def convert_checkpoint(
     else:
         reference = convert(source.qat_model, spec) if mode == "qat" else source.float_model
         artifact = export_artifact(reference, spec, out, pre, "model", mode == "qat", dynamic_batch)
+    check_against = parity_reference(reference, spec.converter.reference) if mode == "qat" else reference
     images = face_images(parity_data, count=num_parity, seed=2)
     manifest = Manifest(
         target=spec.name,
@@ -209,7 +220,8 @@ def convert_checkpoint(
         },
     )
     write_manifest(manifest, out)  # the artifact loaders read the preprocessing from it
-    return _check_and_record(manifest, artifact, out, reference, pre, images, spec, mode, threads)
+    floor = reference if check_against is not reference else None
+    return _check_and_record(manifest, artifact, out, check_against, pre, images, spec, mode, threads, floor)
 
 
 def _check_and_record(
@@ -222,10 +234,15 @@ def _check_and_record(
     spec: TargetSpec,
     mode: str,
     threads: int | None,
+    float_reference: nn.Module | None = None,
 ) -> ConvertResult:
-    set_mode(reference, train=False)
+    """Parity against ``reference`` (enforced) and, when the reference is an integer twin, against the
+    float converted model too (``float_reference``: reported, the floor two correct int8 runtimes share)."""
     embedder = load_embedder(artifact, threads=threads)
-    report = check_parity(embedder, TorchEmbedder(reference, pre, name=f"pytorch-{mode}"), images)
+    report = check_parity(embedder, _torch_embedder(reference, pre, mode), images)
+    floor = None
+    if float_reference is not None:
+        floor = check_parity(embedder, _torch_embedder(float_reference, pre, "qat-float32"), images)
     share = int8_share(artifact) if mode != "float" else None
     failures = []
     if mode != "ptq" and not report.passed:
@@ -242,14 +259,24 @@ def _check_and_record(
             **manifest.__dict__,
             "input_quantization": _input_quantization(artifact),
             "parity": report.to_dict(),
+            "extra": {
+                **manifest.extra,
+                "parity_vs_float_simulation": floor.to_dict() if floor is not None else None,
+            },
             "int8_share": share.to_dict() if share is not None else None,
         }
     )
     path = write_manifest(manifest, out)
-    result = ConvertResult(artifact, path, mode, report, share, failures)
+    result = ConvertResult(artifact, path, mode, report, share, failures, floor)
     if failures:
         raise ConversionError(f"conversion checks failed for {artifact}\n\n{result.to_markdown()}")
     return result
+
+
+def _torch_embedder(model: nn.Module, pre: PreprocessSpec, mode: str) -> TorchEmbedder:
+    set_mode(model, train=False)
+    kind = getattr(getattr(model, "arithmetic", None), "name", None)
+    return TorchEmbedder(model, pre, name=f"pytorch-{mode}" + (f" ({kind})" if kind else ""))
 
 
 __all__ = ["ConvertResult", "convert_checkpoint"]

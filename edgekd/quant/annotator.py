@@ -124,10 +124,10 @@ def annotate_adds(model: GraphModule, act: QuantizationSpec, skip: Callable[[Nod
     """
     count = 0
     for node in model.graph.nodes:
-        if node.target in ADDS and not is_annotated(node) and not skip(node):
-            if all(_is_tensor_node(a) for a in node.args[:2]):
-                annotate_add(node, act)
-                count += 1
+        tensors = all(_is_tensor_node(a) for a in node.args[:2])
+        if node.target in ADDS and tensors and not is_annotated(node) and not skip(node):
+            annotate_add(node, act)
+            count += 1
     return count
 
 

@@ -36,8 +36,6 @@ QUANTIZE = {qd.quantize_per_tensor.default}
 WEIGHTED = {aten.conv2d.default, aten.linear.default}
 CLAMPS = {aten.relu.default, aten.relu_.default, aten.hardtanh.default, aten.hardtanh_.default}
 ADDS = {aten.add.Tensor, aten.add_.Tensor}
-# The reference kinds a target spec may name (converter.reference).
-REFERENCES = ("float", "onnxruntime-mlas-x86")
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,8 @@ class OrtMlasX86:
     def requantize(acc: torch.Tensor, in_scale, w_scale, out_scale, zp: int, qmin: int, qmax: int):
         """QLinearConv/QGemm output: ``float(acc) * (sx*sw/sy)`` in float32, clamped, rounded to even."""
         shape = [1, -1] + [1] * (acc.dim() - 2)
-        mult = ((in_scale * w_scale) / out_scale).reshape(shape) if w_scale.dim() else in_scale * w_scale / out_scale
+        mult = (in_scale * w_scale) / out_scale  # float32, in ORT's order
+        mult = mult.reshape(shape) if mult.dim() else mult
         value = torch.clamp(acc.to(F32) * mult, qmin - zp, qmax - zp)
         return torch.round(value) + zp
 
@@ -135,12 +134,15 @@ class _IntegerInterpreter(Interpreter):
         bias = self.facts.get(bias_node) if isinstance(bias_node, Node) else None
         if not (isinstance(x, _Dequantized) and isinstance(w, _Dequantized) and x.scale.dim() == 0):
             return
-        if bias_node is not None and not isinstance(bias, _Dequantized):
-            return  # a float bias: the runtime's handling is not modelled; keep the float path
         xi = (x.q.to(torch.int64) - x.zero_point).to(F64)
         wzp = w.zero_point.reshape(-1, *[1] * (w.q.dim() - 1)) if w.zero_point.dim() else w.zero_point
         wi = (w.q.to(torch.int64) - wzp).to(F64)
-        b = bias.q.to(F64) if bias is not None else None
+        if isinstance(bias, _Dequantized):
+            b = bias.q.to(F64)
+        elif bias_node is not None:  # a float bias: the converter rounds it to int32 accumulator units
+            b = torch.round(args[2].to(F32) / (x.scale * w.scale)).to(F64)
+        else:
+            b = None
         if n.target == aten.conv2d.default:
             acc = torch.nn.functional.conv2d(xi, wi, b, *args[3:])
         else:
@@ -171,9 +173,9 @@ class _IntegerInterpreter(Interpreter):
         if not (isinstance(node, Node) and node.target in ADDS and len(node.args) == 2):
             return None
         a, b = self.facts.get(node.args[0]), self.facts.get(node.args[1])
-        if isinstance(a, _Dequantized) and isinstance(b, _Dequantized) and a.scale.dim() == b.scale.dim() == 0:
-            return a, b
-        return None
+        if not (isinstance(a, _Dequantized) and isinstance(b, _Dequantized)):
+            return None
+        return (a, b) if a.scale.dim() == b.scale.dim() == 0 else None
 
 
 def _clamp_activation(q: torch.Tensor, src: _Accumulator, scale: torch.Tensor, zp: int) -> torch.Tensor:

@@ -1,0 +1,106 @@
+"""The integer reference reproduces ONNX Runtime's int8 kernels exactly, where the float model can't."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from edgekd.models import create_model
+from edgekd.quant import convert, example_input, load_target, prepare, set_mode
+from edgekd.quant.integer_reference import (
+    IntegerReference,
+    OrtMlasX86,
+    _Dequantized,
+    host_supports,
+    parity_reference,
+)
+
+ort = pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.skipif(not host_supports(OrtMlasX86.name), reason="MLAS x86 kernels only")
+
+
+def _ort_qlinear_add(a, b, sa, za, sb, zb, sc, zc) -> np.ndarray:
+    """ORT's own QLinearAdd (com.microsoft) on uint8 vectors."""
+    names = ["A", "sA", "zA", "B", "sB", "zB", "sC", "zC"]
+    node = helper.make_node("QLinearAdd", names, ["C"], domain="com.microsoft")
+    n = len(a)
+    consts = [
+        helper.make_tensor("sA", TensorProto.FLOAT, [], [sa]),
+        helper.make_tensor("zA", TensorProto.UINT8, [], [za]),
+        helper.make_tensor("sB", TensorProto.FLOAT, [], [sb]),
+        helper.make_tensor("zB", TensorProto.UINT8, [], [zb]),
+        helper.make_tensor("sC", TensorProto.FLOAT, [], [sc]),
+        helper.make_tensor("zC", TensorProto.UINT8, [], [zc]),
+    ]
+    io = [helper.make_tensor_value_info(k, TensorProto.UINT8, [n]) for k in ("A", "B", "C")]
+    graph = helper.make_graph([node], "add", io[:2], io[2:], consts)
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=9)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"A": a, "B": b})[0]
+
+
+# (sA, zA, sB, zB, sC, zC): one taken from a trained MobileFaceNet's residual add, two arbitrary
+@pytest.mark.parametrize(
+    "qparams",
+    [
+        (0.07362362742424011, 137, 0.09793723374605179, 118, 0.11062607169151306, 132),
+        (0.0123, 3, 0.05, 200, 0.031, 17),
+        (0.5, 128, 0.25, 0, 0.4, 90),
+    ],
+)
+def test_qlinear_add_matches_onnxruntime_on_every_input_pair(qparams):
+    sa, za, sb, zb, sc, zc = qparams
+    a = np.repeat(np.arange(256, dtype=np.uint8), 256)
+    b = np.tile(np.arange(256, dtype=np.uint8), 256)
+    expected = _ort_qlinear_add(a, b, *qparams)
+
+    def deq(x, s, z):
+        return _Dequantized(torch.from_numpy(x), torch.tensor(s, dtype=torch.float32), torch.tensor(z))
+
+    ours = OrtMlasX86.add(deq(a, sa, za), deq(b, sb, zb), torch.tensor(sc, dtype=torch.float32), zc, 0, 255)
+    assert np.array_equal(ours.numpy().astype(np.uint8), expected)  # all 65,536 pairs
+    # the textbook formula round((sA(a-zA) + sB(b-zB)) / sC) + zC is *not* what ORT computes
+    exact = np.rint((sa * (a.astype(np.float64) - za) + sb * (b.astype(np.float64) - zb)) / sc) + zc
+    assert np.clip(exact, 0, 255).astype(np.uint8).tolist() != expected.tolist() or qparams[0] == 0.5
+
+
+def _converted_onnx_student(tmp_path):
+    """A random MobileFaceNet (ReLU6 + residual adds) through QAT prepare → calibrate → convert → ONNX."""
+    from edgekd.convert.exporters import export_onnx
+    from edgekd.models import default_preprocess
+
+    torch.manual_seed(0)
+    spec = load_target("onnx")
+    prepared = prepare(create_model("mobilefacenet_ms1m"), spec, example_input(), fold_bn=True)
+    with torch.no_grad():
+        for _ in range(3):
+            prepared(torch.randn(4, 3, 112, 112).contiguous(memory_format=torch.channels_last))
+    set_mode(prepared, train=False)
+    converted = convert(prepared, spec)
+    path = export_onnx(converted, spec, tmp_path / "m.onnx", default_preprocess("mobilefacenet_ms1m"))
+    return converted, path
+
+
+def test_integer_reference_is_bit_exact_with_fused_onnxruntime(tmp_path):
+    converted, path = _converted_onnx_student(tmp_path)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(onnx.load(str(path)).SerializeToString(), opts)
+    x = torch.randn(4, 3, 112, 112)
+    name = session.get_inputs()[0].name
+    runtime = np.concatenate([session.run(None, {name: xi[None].numpy()})[0] for xi in x])
+    integer = IntegerReference(converted, OrtMlasX86.name)(x).numpy()
+    # every int8 value equal; only the final float BatchNorm could differ by evaluation order (~1e-7)
+    np.testing.assert_allclose(integer, runtime, rtol=1e-5, atol=1e-5 * np.abs(runtime).max())
+
+
+def test_parity_reference_kinds():
+    graph = torch.fx.symbolic_trace(torch.nn.Identity())
+    assert parity_reference(graph, "float") is graph
+    assert isinstance(parity_reference(graph, OrtMlasX86.name), IntegerReference)
+    with pytest.raises(ValueError, match="unknown integer arithmetic"):
+        IntegerReference(graph, "tflite-magic")
