@@ -114,6 +114,17 @@ def _resolve_target(source: _Source, target: str | None, mode: str) -> TargetSpe
     return spec
 
 
+def _reference_kind(spec: TargetSpec) -> str:
+    """The parity reference of this toolkit's spec of the same name: a checkpoint stores the spec it was
+    trained with, but how its artifact is checked is the converter's business (a newer edgekd knows
+    more runtimes' integer arithmetic). User specs with another name keep their own setting."""
+    from edgekd.quant.spec import list_targets
+
+    if spec.name in list_targets():
+        return load_target(spec.name).converter.reference
+    return spec.converter.reference
+
+
 def _mode(source: _Source, float_: bool, ptq: bool) -> str:
     if float_ and ptq:
         raise ConversionError("--float and --ptq exclude each other")
@@ -203,7 +214,7 @@ def convert_checkpoint(
     else:
         reference = convert(source.qat_model, spec) if mode == "qat" else source.float_model
         artifact = export_artifact(reference, spec, out, pre, "model", mode == "qat", dynamic_batch)
-    check_against = parity_reference(reference, spec.converter.reference) if mode == "qat" else reference
+    check_against = parity_reference(reference, _reference_kind(spec)) if mode == "qat" else reference
     images = face_images(parity_data, count=num_parity, seed=2)
     manifest = Manifest(
         target=spec.name,

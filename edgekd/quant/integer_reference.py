@@ -10,11 +10,12 @@ bug from that floor.
 
 :class:`IntegerReference` runs the same graph, the same int8 weights, scales and zero points, with the
 runtime's integer arithmetic: exact int32 accumulation (float64 convolutions of integer tensors are
-exact at these sizes), then the runtime's requantization, step for step as its kernels do it. For ONNX
-Runtime's MLAS on x86-64 (AVX2/AVX-512, FMA) this was matched layer by layer against the fused
-QLinearConv/QLinearAdd outputs of ORT 1.31: every element equal on MobileFaceNet. Ops without an
-integer rule (PReLU, pooling, the final BatchNorm) run in float as in the converted model, which is
-what ORT does with them too (DequantizeLinear → float op → QuantizeLinear).
+exact at these sizes), then the runtime's requantization, step for step as its kernels do it. Matched
+layer by layer on MobileFaceNet, every element equal: ONNX Runtime 1.31's MLAS on x86-64 (fused
+QLinearConv/QLinearAdd) and LiteRT 2.3's XNNPACK delegate on x86-64 (CONV_2D/DEPTHWISE_CONV_2D/ADD).
+Ops without an integer rule (PReLU, pooling, the final BatchNorm) run in float as in the converted
+model, which is what the runtimes do with them too (dequantize → float op → quantize). OpenVINO is not
+covered: see docs/convert.md.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ F32, F64 = torch.float32, torch.float64
 
 DEQUANTIZE = {qd.dequantize_per_tensor.default, qd.dequantize_per_channel.default}
 QUANTIZE = {qd.quantize_per_tensor.default}
+QUANTIZE_CHANNEL = {qd.quantize_per_channel.default}
 WEIGHTED = {aten.conv2d.default, aten.linear.default}
 CLAMPS = {aten.relu.default, aten.relu_.default, aten.hardtanh.default, aten.hardtanh_.default}
 ADDS = {aten.add.Tensor, aten.add_.Tensor}
@@ -98,8 +100,31 @@ class OrtMlasX86:
         """QuantizeLinear: ``x / scale`` (a division, not a multiply by 1/scale), rounded to even."""
         return torch.clamp(torch.round(x.to(F32) / scale) + zp, qmin, qmax)
 
+    @staticmethod
+    def quantize_constant(w: torch.Tensor, scale, zp, qmin: int, qmax: int) -> torch.Tensor:
+        """A weight the converter quantizes (graphs with float weights): ``round(w / scale)`` in float64
+        (measured on litert: PT2E's float32 ``w * (1/scale)`` puts 1 of ~1 M weights one step off)."""
+        return torch.clamp(torch.round(w.to(F64) / scale.to(F64)) + zp.to(F64), qmin, qmax)
 
-ARITHMETIC = {OrtMlasX86.name: OrtMlasX86}
+
+class XnnpackX86(OrtMlasX86):
+    """LiteRT's XNNPACK delegate on x86-64: qs8 convolutions with per-channel (qc8w) weights requantize
+    like MLAS (float32 scale, round to even); ADD is fixed point: both scale ratios as integer
+    multipliers with 20 fractional bits of the larger one, rounding half up."""
+
+    name = "litert-xnnpack-x86"
+
+    @staticmethod
+    def add(a: _Dequantized, b: _Dequantized, out_scale, zp: int, qmin: int, qmax: int) -> torch.Tensor:
+        ra, rb = a.scale / out_scale, b.scale / out_scale  # float32, as XNNPACK computes them
+        exponent = int(torch.frexp(torch.maximum(ra.abs(), rb.abs())).exponent) - 1
+        shift = 20 - exponent
+        ma, mb = (int(torch.round(r.to(F64) * 2.0**shift)) for r in (ra, rb))
+        acc = (a.q.to(torch.int64) - a.zero_point) * ma + (b.q.to(torch.int64) - b.zero_point) * mb
+        return torch.clamp(((acc + (1 << (shift - 1))) >> shift) + zp, qmin, qmax)
+
+
+ARITHMETIC = {k.name: k for k in (OrtMlasX86, XnnpackX86)}
 
 
 class _IntegerInterpreter(Interpreter):
@@ -120,6 +145,8 @@ class _IntegerInterpreter(Interpreter):
             self._note_accumulator(n, args)
         elif n.target in CLAMPS:
             self._note_clamp(n, args)
+        elif n.target in QUANTIZE_CHANNEL or (n.target in QUANTIZE and _is_constant(n.args[0])):
+            return _quantize_constant(n, args, self.arithmetic)
         elif n.target in QUANTIZE:
             return self._quantize(n, args)
         return super().run_node(n)
@@ -139,8 +166,9 @@ class _IntegerInterpreter(Interpreter):
         wi = (w.q.to(torch.int64) - wzp).to(F64)
         if isinstance(bias, _Dequantized):
             b = bias.q.to(F64)
-        elif bias_node is not None:  # a float bias: the converter rounds it to int32 accumulator units
-            b = torch.round(args[2].to(F32) / (x.scale * w.scale)).to(F64)
+        elif bias_node is not None:  # a float bias: converters round it to int32 accumulator units,
+            # the quotient in float64 (litert/TFLite; measured: float32 gives ties on the wrong side)
+            b = torch.round(args[2].to(F64) / (x.scale.to(F64) * w.scale.to(F64)))
         else:
             b = None
         if n.target == aten.conv2d.default:
@@ -178,6 +206,24 @@ class _IntegerInterpreter(Interpreter):
         return (a, b) if a.scale.dim() == b.scale.dim() == 0 else None
 
 
+def _is_constant(node: object) -> bool:
+    return isinstance(node, Node) and node.op == "get_attr"
+
+
+def _quantize_constant(n: Node, args: tuple, arithmetic: type[OrtMlasX86]) -> torch.Tensor:
+    """A weight quantized inside the graph (OpenVINO/litert graphs keep float weights): the value the
+    converter folds it to, by the arithmetic's rule."""
+    if n.target in QUANTIZE_CHANNEL:
+        w, scale, zp, axis, qmin, qmax, dtype = args
+        shape = [1] * w.dim()
+        shape[axis] = -1
+        scale, zp = torch.as_tensor(scale).reshape(shape), torch.as_tensor(zp).reshape(shape)
+    else:
+        w, scale, zp, qmin, qmax, dtype = args
+        scale, zp = torch.as_tensor(scale), torch.as_tensor(zp)
+    return arithmetic.quantize_constant(w, scale, zp, int(qmin), int(qmax)).to(dtype)
+
+
 def _clamp_activation(q: torch.Tensor, src: _Accumulator, scale: torch.Tensor, zp: int) -> torch.Tensor:
     """``quantize(clamp(v, lo, hi)) == clamp(quantize(v), quantize(lo), quantize(hi))``: rounding is
     monotone, so a ReLU/ReLU6 before the output quantization is a clamp of the integer result."""
@@ -208,7 +254,7 @@ class IntegerReference(nn.Module):
 
 def host_supports(reference: str) -> bool:
     """Whether this machine runs the kernels the reference mirrors (MLAS x86 needs an x86-64 CPU)."""
-    if reference == OrtMlasX86.name:
+    if reference in ARITHMETIC:  # every arithmetic here mirrors x86-64 kernels
         return platform.machine().lower() in ("x86_64", "amd64")
     return True
 

@@ -68,7 +68,7 @@ class ConverterSpec:
     min_int8_mac_share: float = 1.0
     # What parity compares the artifact with: the converted PT2E model in float32 ("float"), or the same
     # graph in the runtime's own integer arithmetic (edgekd.quant.integer_reference), bit-exact.
-    reference: Literal["float", "onnxruntime-mlas-x86"] = "float"
+    reference: Literal["float", "onnxruntime-mlas-x86", "litert-xnnpack-x86"] = "float"
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_int8_mac_share <= 1:

@@ -104,3 +104,80 @@ def test_parity_reference_kinds():
     assert isinstance(parity_reference(graph, OrtMlasX86.name), IntegerReference)
     with pytest.raises(ValueError, match="unknown integer arithmetic"):
         IntegerReference(graph, "tflite-magic")
+
+
+def _litert_add_model(path, range_a: float, range_b: float):
+    """A one-ADD full-integer TFLite model through edgekd's TFLite quantizer and litert-torch."""
+    litert_torch = pytest.importorskip("litert_torch")
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgekd.quant.quantizers import build_quantizer
+
+    class Add(torch.nn.Module):
+        def forward(self, a, b):
+            return a + b
+
+    torch.manual_seed(0)
+    example = (torch.rand(1, 256, 256) * 2 * range_a - range_a * 0.7, torch.rand(1, 256, 256) * range_b)
+    quantizer = build_quantizer(load_target("tflite"), is_qat=False)
+    prepared = prepare_pt2e(torch.export.export(Add(), example).module(), quantizer)
+    prepared(*example)
+    converted = convert_pt2e(prepared, fold_quantize=False)
+    config = QuantConfig(pt2e_quantizer=getattr(quantizer, "base", quantizer))
+    litert_torch.convert(converted, example, quant_config=config).export(str(path))
+    return path
+
+
+@pytest.mark.parametrize("ranges", [(1.0, 2.0), (3.0, 0.2)])
+def test_xnnpack_add_matches_litert_on_every_input_pair(tmp_path, ranges):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgekd.quant.integer_reference import XnnpackX86
+
+    interpreter = Interpreter(model_path=str(_litert_add_model(tmp_path / "add.tflite", *ranges)))
+    interpreter.allocate_tensors()
+    (ia, ib), out = interpreter.get_input_details(), interpreter.get_output_details()[0]
+    a = np.repeat(np.arange(-128, 128, dtype=np.int8), 256).reshape(1, 256, 256)
+    b = np.tile(np.arange(-128, 128, dtype=np.int8), 256).reshape(1, 256, 256)
+    interpreter.set_tensor(ia["index"], a)
+    interpreter.set_tensor(ib["index"], b)
+    interpreter.invoke()
+    expected = interpreter.get_tensor(out["index"])
+
+    def deq(x, detail):
+        scale, zp = detail["quantization"]
+        return _Dequantized(torch.from_numpy(x), torch.tensor(scale, dtype=torch.float32), torch.tensor(zp))
+
+    scale_c, zp_c = out["quantization"]
+    ours = XnnpackX86.add(deq(a, ia), deq(b, ib), torch.tensor(scale_c, dtype=torch.float32), zp_c, -128, 127)
+    assert np.array_equal(ours.numpy().astype(np.int8), expected)  # all 65,536 pairs
+
+
+@pytest.mark.slow
+def test_integer_reference_is_bit_exact_with_litert_xnnpack(tmp_path):
+    """A calibrated random MobileFaceNet converted to TFLite: LiteRT (XNNPACK) and the integer twin
+    agree on every image to float precision; the float32 converted model does not have to."""
+    pytest.importorskip("litert_torch")
+    from edgekd.convert.exporters import export_tflite
+    from edgekd.convert.manifest import Manifest, write_manifest
+    from edgekd.models import default_preprocess
+    from edgekd.runtime import load_embedder
+    from edgekd.runtime.torch_backend import TorchEmbedder
+
+    torch.manual_seed(0)
+    spec, pre = load_target("tflite"), default_preprocess("mobilefacenet_ms1m")
+    prepared = prepare(create_model("mobilefacenet_ms1m"), spec, example_input(), fold_bn=True)
+    with torch.no_grad():
+        for _ in range(3):
+            prepared(torch.randn(4, 3, 112, 112).contiguous(memory_format=torch.channels_last))
+    set_mode(prepared, train=False)
+    converted = convert(prepared, spec)
+    path = export_tflite(converted, spec, tmp_path / "m.tflite", pre)
+    write_manifest(
+        Manifest(target="tflite", artifact=path.name, preprocess=pre, embedding_size=128), tmp_path
+    )
+    faces = np.random.default_rng(0).integers(0, 255, (4, 112, 112, 3), dtype=np.uint8)
+    runtime = load_embedder(path, threads=1).embed(faces)
+    twin = TorchEmbedder(IntegerReference(converted, "litert-xnnpack-x86"), pre, name="twin").embed(faces)
+    np.testing.assert_allclose(twin, runtime, rtol=1e-5, atol=1e-5 * np.abs(runtime).max())
