@@ -68,19 +68,23 @@ def test_qlinear_add_matches_onnxruntime_on_every_input_pair(qparams):
     assert np.clip(exact, 0, 255).astype(np.uint8).tolist() != expected.tolist() or qparams[0] == 0.5
 
 
-def _converted_onnx_student(tmp_path):
-    """A random MobileFaceNet (ReLU6 + residual adds) through QAT prepare → calibrate → convert → ONNX."""
-    from edgekd.convert.exporters import export_onnx
-    from edgekd.models import default_preprocess
-
+def _converted_student(target: str):
+    """A random MobileFaceNet (ReLU6 + residual adds) through QAT prepare → calibrate → convert."""
     torch.manual_seed(0)
-    spec = load_target("onnx")
+    spec = load_target(target)
     prepared = prepare(create_model("mobilefacenet_ms1m"), spec, example_input(), fold_bn=True)
     with torch.no_grad():
         for _ in range(3):
             prepared(torch.randn(4, 3, 112, 112).contiguous(memory_format=torch.channels_last))
     set_mode(prepared, train=False)
-    converted = convert(prepared, spec)
+    return convert(prepared, spec), spec
+
+
+def _converted_onnx_student(tmp_path):
+    from edgekd.convert.exporters import export_onnx
+    from edgekd.models import default_preprocess
+
+    converted, spec = _converted_student("onnx")
     path = export_onnx(converted, spec, tmp_path / "m.onnx", default_preprocess("mobilefacenet_ms1m"))
     return converted, path
 
@@ -165,14 +169,8 @@ def test_integer_reference_is_bit_exact_with_litert_xnnpack(tmp_path):
     from edgekd.runtime import load_embedder
     from edgekd.runtime.torch_backend import TorchEmbedder
 
-    torch.manual_seed(0)
-    spec, pre = load_target("tflite"), default_preprocess("mobilefacenet_ms1m")
-    prepared = prepare(create_model("mobilefacenet_ms1m"), spec, example_input(), fold_bn=True)
-    with torch.no_grad():
-        for _ in range(3):
-            prepared(torch.randn(4, 3, 112, 112).contiguous(memory_format=torch.channels_last))
-    set_mode(prepared, train=False)
-    converted = convert(prepared, spec)
+    pre = default_preprocess("mobilefacenet_ms1m")
+    converted, spec = _converted_student("tflite")
     path = export_tflite(converted, spec, tmp_path / "m.tflite", pre)
     write_manifest(
         Manifest(target="tflite", artifact=path.name, preprocess=pre, embedding_size=128), tmp_path
