@@ -31,7 +31,7 @@ from edgekd.errors import ConversionError, ModelError
 from edgekd.models import create_model, default_preprocess, detect_architecture, load_state_dict_file
 from edgekd.quant import calibrate, convert, example_input, load_target, prepare, set_mode, strip_fake_quant
 from edgekd.quant.integer_reference import parity_reference
-from edgekd.quant.spec import TargetSpec
+from edgekd.quant.spec import TargetSpec, list_targets
 from edgekd.runtime import load_embedder
 from edgekd.runtime.torch_backend import TorchEmbedder
 from edgekd.train.checkpoint import load_student, read_checkpoint
@@ -118,8 +118,6 @@ def _reference_kind(spec: TargetSpec) -> str:
     """The parity reference of this toolkit's spec of the same name: a checkpoint stores the spec it was
     trained with, but how its artifact is checked is the converter's business (a newer edgekd knows
     more runtimes' integer arithmetic). User specs with another name keep their own setting."""
-    from edgekd.quant.spec import list_targets
-
     if spec.name in list_targets():
         return load_target(spec.name).converter.reference
     return spec.converter.reference

@@ -179,12 +179,9 @@ class EdgeKDQuantizer(Quantizer):
 
     def annotate(self, model: GraphModule) -> GraphModule:
         for node in list(model.graph.nodes):
-            if is_annotated(node) or self.skip(node):
-                continue
-            if node.target in WEIGHTED:
+            if node.target in WEIGHTED and not is_annotated(node) and not self.skip(node):
                 self._annotate_weighted(node)
-            elif node.target in ADDS and all(_is_tensor_node(a) for a in node.args[:2]):
-                annotate_add(node, self.act)
+        annotate_adds(model, self.act, self.skip)
         return model
 
     def _annotate_weighted(self, node: Node) -> None:

@@ -85,7 +85,7 @@ def _out_of_place_activations(prepared: GraphModule) -> None:
 
     Where a quantizer observes a conv output *before* its ReLU6 (litert's does), the activation works
     in place on the fake quantizer's output, a permuted view (:mod:`edgekd.quant.fake_quant`); autograd
-    then rebuilds the base tensor on every backward (CopySlices: measured 2.8x → see qat_step_time.md).
+    then rebuilds the base tensor on every backward (CopySlices, one full copy per activation).
     """
     changed = False
     for node in prepared.graph.nodes:

@@ -89,6 +89,10 @@ def test_user_spec_file_is_validated(tmp_path):
     typo.write_text(text + "\nweight_bits: 8\n")
     with pytest.raises(ConfigError, match='unknown key "weight_bits"'):
         load_target(typo)
+    unknown_reference = tmp_path / "ref.yaml"
+    unknown_reference.write_text(text.replace("reference: onnxruntime-mlas-x86", "reference: bit-magic"))
+    with pytest.raises(ConfigError, match="onnxruntime-mlas-x86"):  # the allowed values are listed
+        load_target(unknown_reference)
 
 
 def _fq_inputs(gm: torch.fx.GraphModule, node: torch.fx.Node) -> list[bool]:
