@@ -141,8 +141,8 @@ class _IntegerInterpreter(Interpreter):
         args, _ = self.fetch_args_kwargs_from_env(n)
         if n.target in DEQUANTIZE:
             self._note_dequantized(n, args)
-        elif n.target in WEIGHTED:
-            self._note_accumulator(n, args)
+        elif n.target in WEIGHTED and self._note_accumulator(n, args) and _only_requantized(n):
+            return self._accumulator_value(self.facts[n])  # no float32 conv: nothing reads it
         elif n.target in CLAMPS:
             self._note_clamp(n, args)
         elif n.target in QUANTIZE_CHANNEL or (n.target in QUANTIZE and _is_constant(n.args[0])):
@@ -155,12 +155,13 @@ class _IntegerInterpreter(Interpreter):
         q, scale, zp = args[0], args[1], args[2]
         self.facts[n] = _Dequantized(q, _f32(scale), torch.as_tensor(zp).to(torch.int64))
 
-    def _note_accumulator(self, n: Node, args: tuple) -> None:
+    def _note_accumulator(self, n: Node, args: tuple) -> bool:
+        """Record the exact accumulator of a conv/linear on integer operands; False when they are not."""
         x, w = self.facts.get(n.args[0]), self.facts.get(n.args[1])
         bias_node = n.args[2] if len(n.args) > 2 else None
         bias = self.facts.get(bias_node) if isinstance(bias_node, Node) else None
         if not (isinstance(x, _Dequantized) and isinstance(w, _Dequantized) and x.scale.dim() == 0):
-            return
+            return False
         xi = (x.q.to(torch.int64) - x.zero_point).to(F64)
         wzp = w.zero_point.reshape(-1, *[1] * (w.q.dim() - 1)) if w.zero_point.dim() else w.zero_point
         wi = (w.q.to(torch.int64) - wzp).to(F64)
@@ -176,6 +177,15 @@ class _IntegerInterpreter(Interpreter):
         else:
             acc = torch.nn.functional.linear(xi, wi, b)
         self.facts[n] = _Accumulator(acc.round().to(torch.int64), x.scale, w.scale)
+        return True
+
+    @staticmethod
+    def _accumulator_value(fact: _Accumulator) -> torch.Tensor:
+        """``acc * (sx*sw)``: a stand-in for the float conv output where only quantizes (which use
+        the accumulator) and clamps feeding them read it, so the float32 conv need not run."""
+        shape = [1, -1] + [1] * (fact.acc.dim() - 2)
+        scale = fact.in_scale * fact.w_scale
+        return fact.acc.to(F32) * (scale.reshape(shape) if scale.dim() else scale)
 
     def _note_clamp(self, n: Node, args: tuple) -> None:
         src = self.facts.get(n.args[0])
@@ -204,6 +214,14 @@ class _IntegerInterpreter(Interpreter):
         if not (isinstance(a, _Dequantized) and isinstance(b, _Dequantized)):
             return None
         return (a, b) if a.scale.dim() == b.scale.dim() == 0 else None
+
+
+def _only_requantized(n: Node) -> bool:
+    """Whether every use of a conv/linear output is a quantize, directly or through a ReLU/ReLU6."""
+    return all(
+        u.target in QUANTIZE or (u.target in CLAMPS and all(v.target in QUANTIZE for v in u.users))
+        for u in n.users
+    )
 
 
 def _is_constant(node: object) -> bool:

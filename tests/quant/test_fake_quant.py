@@ -49,3 +49,92 @@ def test_prepared_graph_has_no_in_place_activation_on_fake_quant_outputs():
     x = example_input(batch=2).contiguous(memory_format=torch.channels_last)
     model(x).sum().backward()  # trains through the permuted views
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def _tiny_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, stride=2, padding=1),
+        torch.nn.BatchNorm2d(16),
+        torch.nn.ReLU6(),
+        torch.nn.Conv2d(16, 8, 1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 56 * 56, 32),
+    ).eval()
+
+
+def _prepared_and_converted(target: str):
+    from edgekd.quant import convert, set_mode
+
+    prepared = prepare(_tiny_net(), load_target(target), example_input(), fold_bn=True)
+    set_mode(prepared, train=True)
+    with torch.no_grad():
+        for _ in range(3):
+            prepared(torch.randn(4, 3, 112, 112))
+    set_mode(prepared, train=False)
+    return prepared, convert(prepared, load_target(target))
+
+
+def test_calculate_qparams_returns_what_the_fake_quantization_applied():
+    prepared, _ = _prepared_and_converted("onnx")
+    fakes = [m for m in prepared.modules() if isinstance(m, LayoutAwareFakeQuantize)]
+    assert any(m.is_per_channel for m in fakes) and not all(m.is_per_channel for m in fakes)
+    for m in fakes:
+        scale, zero_point = m.calculate_qparams()
+        assert torch.equal(scale, m.scale) and torch.equal(zero_point.to(m.zero_point.dtype), m.zero_point)
+
+
+def _weight_fakes():
+    from torchao.quantization.pt2e.observer import MovingAveragePerChannelMinMaxObserver
+
+    kwargs = dict(
+        observer=MovingAveragePerChannelMinMaxObserver,
+        quant_min=-127,
+        quant_max=127,
+        dtype=torch.qint8,
+        qscheme=torch.per_channel_symmetric,
+        ch_axis=0,
+    )
+    return FusedMovingAvgObsFakeQuantize(**kwargs), LayoutAwareFakeQuantize(**kwargs)
+
+
+def test_weights_get_a_symmetric_grid_even_when_a_channel_has_one_sign():
+    torch.manual_seed(0)
+    w = torch.randn(3, 8, 3, 3)
+    w[0] = w[0].abs() + 0.1  # all positive
+    w[1] = -w[1].abs() - 0.1  # all negative
+    stock, ours = _weight_fakes()
+    y = ours(w)
+    absmax = w.abs().amax(dim=(1, 2, 3))
+    assert torch.equal(ours.zero_point, torch.zeros(3, dtype=ours.zero_point.dtype))
+    torch.testing.assert_close(ours.scale, absmax / 127, rtol=1e-6, atol=0)
+    q = torch.round(y / ours.scale.reshape(-1, 1, 1, 1))
+    assert q.abs().max() <= 127 and torch.allclose(q * ours.scale.reshape(-1, 1, 1, 1), y)
+    # torch's fused kernel: an affine grid for the one-signed channels (what QAT trained before)
+    stock(w)
+    assert stock.zero_point[0] != 0 and stock.zero_point[1] != 0 and stock.zero_point[2] == 0
+
+
+def test_weight_fake_quant_gradient_is_straight_through():
+    _, ours = _weight_fakes()
+    w = torch.randn(4, 6, 1, 1, requires_grad=True)
+    ours(w).sum().backward()
+    assert torch.equal(w.grad, torch.ones_like(w))  # in range everywhere: the observed min/max
+
+
+def test_converted_model_is_the_fake_quant_model():
+    """Same int8 network: the outputs agree to float32 rounding, not to a re-quantization's noise."""
+    prepared, converted = _prepared_and_converted("openvino")
+    x = torch.randn(8, 3, 112, 112)
+    with torch.no_grad():
+        a, b = prepared(x), converted(x)
+    cos = torch.nn.functional.cosine_similarity(a, b)
+    assert cos.min() > 0.99999, cos.min()
+
+
+def test_unobserved_fake_quant_falls_back_to_the_observer():
+    fake = LayoutAwareFakeQuantize(
+        observer=MovingAverageMinMaxObserver, quant_min=0, quant_max=255, dtype=torch.quint8
+    )
+    scale, _ = fake.calculate_qparams()  # nothing observed: the observer's default, not a stale buffer
+    assert torch.equal(scale, fake.activation_post_process.calculate_qparams()[0])

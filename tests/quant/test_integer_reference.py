@@ -14,6 +14,7 @@ from edgekd.quant.integer_reference import (
     IntegerReference,
     OrtMlasX86,
     _Dequantized,
+    _only_requantized,
     host_supports,
     parity_reference,
 )
@@ -100,6 +101,19 @@ def test_integer_reference_is_bit_exact_with_fused_onnxruntime(tmp_path):
     integer = IntegerReference(converted, OrtMlasX86.name)(x).numpy()
     # every int8 value equal; only the final float BatchNorm could differ by evaluation order (~1e-7)
     np.testing.assert_allclose(integer, runtime, rtol=1e-5, atol=1e-5 * np.abs(runtime).max())
+
+
+def test_float32_conv_is_skipped_only_where_nothing_reads_it():
+    """The twin skips a conv's float32 computation when only (clamped) quantizes consume it; convs
+    whose float output feeds another op (OpenVINO's graph: conv → residual add) keep it."""
+
+    def convs(graph):
+        return [n for n in graph.graph.nodes if n.target == torch.ops.aten.conv2d.default]
+
+    onnx_graph, _ = _converted_student("onnx")
+    assert all(_only_requantized(n) for n in convs(onnx_graph))
+    x86_flags = [_only_requantized(n) for n in convs(_converted_student("openvino")[0])]
+    assert any(x86_flags) and not all(x86_flags)
 
 
 def test_parity_reference_kinds():
