@@ -58,9 +58,12 @@ class LayoutAwareFakeQuantize(FusedMovingAvgObsFakeQuantize):
         return super().forward(X.permute(*_TO_NHWC)).permute(*_TO_NCHW)
 
     def _per_channel(self, X: torch.Tensor) -> torch.Tensor:
-        """Observe, take the observer's (symmetric) qparams, fake-quantize per channel."""
+        """Observe, take the observer's (symmetric) qparams, fake-quantize per channel. A weight never
+        observed (an eval pass before any training step) is observed now: torch's fused kernel would
+        apply its placeholder qparams (scale 0.1, zero point 127) instead."""
         observer = self.activation_post_process
-        if self.observer_enabled[0] == 1:
+        never_observed = observer.min_val.numel() != X.size(self.ch_axis)
+        if self.observer_enabled[0] == 1 or never_observed:
             observer(X.detach())
             scale, zero_point = observer.calculate_qparams()
             if self.scale.shape != scale.shape:

@@ -138,3 +138,12 @@ def test_unobserved_fake_quant_falls_back_to_the_observer():
     )
     scale, _ = fake.calculate_qparams()  # nothing observed: the observer's default, not a stale buffer
     assert torch.equal(scale, fake.activation_post_process.calculate_qparams()[0])
+
+
+def test_a_weight_never_observed_is_observed_before_its_first_fake_quantization():
+    _, ours = _weight_fakes()
+    ours.disable_observer()  # an eval pass before any training step
+    w = torch.randn(4, 6)
+    y = ours(w)
+    torch.testing.assert_close(ours.scale, w.abs().amax(dim=1) / 127, rtol=1e-6, atol=0)
+    assert (y - w).abs().max() <= ours.scale.max() / 2 + 1e-7  # quantized, not clamped to garbage
