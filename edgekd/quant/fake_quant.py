@@ -1,4 +1,4 @@
-"""The activation fake quantizer of every QAT target: torch's fused observer + fake quant, layout-aware.
+"""The fake quantizer of every QAT target: torch's fused observer + fake quant, layout-aware.
 
 CPU training runs channels_last (1.5-2x faster depthwise convs). torch's fused moving-average kernel
 computes the tensor's min/max through ``aminmax``, which first copies a channels_last tensor into NCHW
@@ -39,7 +39,8 @@ def _is_channels_last(x: torch.Tensor) -> bool:
 
 
 class LayoutAwareFakeQuantize(FusedMovingAvgObsFakeQuantize):
-    """:class:`FusedMovingAvgObsFakeQuantize` that feeds channels_last activations as their NHWC view."""
+    """:class:`FusedMovingAvgObsFakeQuantize` that feeds channels_last activations as their NHWC view
+    and fake-quantizes weights (per channel) on the observer's own grid (see the module docstring)."""
 
     @torch.jit.export
     def calculate_qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
