@@ -23,7 +23,7 @@ Two more fixes make the converted int8 network the one QAT trained (measured on 
 from __future__ import annotations
 
 import torch
-from torchao.quantization.pt2e.fake_quantize import FusedMovingAvgObsFakeQuantize
+from torchao.quantization.pt2e.fake_quantize import FakeQuantize, FusedMovingAvgObsFakeQuantize
 
 _TO_NHWC = (0, 2, 3, 1)
 _TO_NCHW = (0, 3, 1, 2)
@@ -59,21 +59,15 @@ class LayoutAwareFakeQuantize(FusedMovingAvgObsFakeQuantize):
         return super().forward(X.permute(*_TO_NHWC)).permute(*_TO_NCHW)
 
     def _per_channel(self, X: torch.Tensor) -> torch.Tensor:
-        """Observe, take the observer's (symmetric) qparams, fake-quantize per channel. A weight never
-        observed (an eval pass before any training step) is observed now: torch's fused kernel would
-        apply its placeholder qparams (scale 0.1, zero point 127) instead."""
-        observer = self.activation_post_process
-        never_observed = observer.min_val.numel() != X.size(self.ch_axis)
-        if self.observer_enabled[0] == 1 or never_observed:
-            observer(X.detach())
-            scale, zero_point = observer.calculate_qparams()
-            if self.scale.shape != scale.shape:
-                self.scale.resize_(scale.shape)
-                self.zero_point.resize_(zero_point.shape)
-            self.scale.copy_(scale)
-            self.zero_point.copy_(zero_point)
-        if self.fake_quant_enabled[0] != 1:
-            return X
-        return torch.fake_quantize_per_channel_affine(
-            X, self.scale, self.zero_point, self.ch_axis, observer.quant_min, observer.quant_max
-        )
+        """torchao's plain :class:`FakeQuantize` step (observe, take the observer's symmetric qparams,
+        fake-quantize per channel; this class derives from it). A weight never observed (an eval pass
+        before any training step) is observed now: torch's fused kernel would apply its placeholder
+        qparams (scale 0.1, zero point 127) instead."""
+        observed = self.activation_post_process.min_val.numel() == X.size(self.ch_axis)
+        if observed or self.observer_enabled[0] == 1:
+            return FakeQuantize.forward(self, X)
+        self.enable_observer()
+        try:
+            return FakeQuantize.forward(self, X)
+        finally:
+            self.disable_observer()

@@ -141,8 +141,9 @@ class _IntegerInterpreter(Interpreter):
         args, _ = self.fetch_args_kwargs_from_env(n)
         if n.target in DEQUANTIZE:
             self._note_dequantized(n, args)
-        elif n.target in WEIGHTED and self._note_accumulator(n, args) and _only_requantized(n):
-            return self._accumulator_value(self.facts[n])  # no float32 conv: nothing reads it
+        elif n.target in WEIGHTED:
+            if self._note_accumulator(n, args) and _only_requantized(n):
+                return self._accumulator_value(self.facts[n])  # no float32 conv: nothing reads it
         elif n.target in CLAMPS:
             self._note_clamp(n, args)
         elif n.target in QUANTIZE_CHANNEL or (n.target in QUANTIZE and _is_constant(n.args[0])):
