@@ -5,8 +5,9 @@
 Input: the QAT checkpoint of ``benchmarks/qat.py`` for the openvino target and its artifact from
 ``benchmarks/convert.py`` (runs/bench_convert/openvino/qat/model.xml). For every weight tensor, the
 IR's int8 constant and its per-channel scale constant are compared with candidate rules computed from
-the PT2E converted model's float weights, scales and zero points (step 1 of an OpenVINO integer twin;
-see docs/convert.md). Writes results/openvino_weights.{md,json}.
+the PT2E converted model's float weights, scales and zero points: the evidence for the weight rule
+of edgekd's OpenVINO integer twin (``OpenVinoCpuX86`` in edgekd/quant/runtime_arithmetic.py; see
+docs/convert.md). Writes results/openvino_weights.{md,json}.
 """
 
 from __future__ import annotations

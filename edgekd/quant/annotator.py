@@ -4,11 +4,13 @@ Stock quantizers annotate conv/linear/add but never ``aten.prelu``, so a PReLU n
 island (dequantize → prelu → quantize) after every conv; on ONNX Runtime that island costs more than the
 int8 conv saves. :class:`PReLUQuantizer` wraps any quantizer and annotates the PReLUs it left alone.
 
-:class:`EdgeKDQuantizer` is the full annotator of the ``edgekd`` quantizer kind (ONNX Runtime): every
-conv/linear → [batch norm] → [ReLU/ReLU6] chain gets quantized input, per-channel weight and quantized
-output, and every residual add quantized inputs and output. That is the QDQ shape ORT's optimizer fuses
-into QLinearConv/QLinearAdd; X86InductorQuantizer leaves conv outputs before an add unquantized, which
-ORT then runs in float (measured: 13 of 51 convs).
+:class:`EdgeKDQuantizer` is the full annotator of the ``edgekd`` quantizer kind (ONNX Runtime and
+OpenVINO): every conv/linear → [batch norm] → [ReLU/ReLU6] chain gets quantized input, per-channel
+weight and quantized output, and every residual add quantized inputs and output. That is the QDQ shape
+ORT's optimizer fuses into QLinearConv/QLinearAdd, and the one OpenVINO's CPU plugin fuses into an int8
+conv with a sum post-op (bit-exact twin: :mod:`edgekd.quant.runtime_arithmetic`). X86InductorQuantizer
+leaves conv outputs before an add unquantized, which ORT then runs in float (measured: 13 of 51 convs)
+and OpenVINO as a float conv plus a JIT add.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The PT2E quantizer of each target spec, always with PReLU annotation on top.
 
-``edgekd`` (ONNX Runtime): :class:`~edgekd.quant.annotator.EdgeKDQuantizer`. ``x86_inductor``
-(OpenVINO): torchao's X86InductorQuantizer with the spec's schemes. ``litert`` (TFLite): litert-torch's
+``edgekd`` (ONNX Runtime, OpenVINO): :class:`~edgekd.quant.annotator.EdgeKDQuantizer`.
+``x86_inductor`` (user specs; OpenVINO before edgekd's annotator): torchao's X86InductorQuantizer with
+the spec's schemes. ``litert`` (TFLite): litert-torch's
 PT2EQuantizer with the spec's schemes, through :mod:`edgekd.quant.litert_shim`.
 """
 

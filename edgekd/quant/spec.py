@@ -67,8 +67,8 @@ class ConverterSpec:
     output_dtype: Literal["float32", "int8", "uint8"] = "float32"
     min_int8_mac_share: float = 1.0
     # What parity compares the artifact with: the converted PT2E model in float32 ("float"), or the same
-    # graph in the runtime's own integer arithmetic (edgekd.quant.integer_reference), bit-exact.
-    reference: Literal["float", "onnxruntime-mlas-x86", "litert-xnnpack-x86"] = "float"
+    # graph in the runtime's own integer arithmetic (edgekd.quant.runtime_arithmetic), bit-exact.
+    reference: Literal["float", "onnxruntime-mlas-x86", "litert-xnnpack-x86", "openvino-cpu-x86"] = "float"
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_int8_mac_share <= 1:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import numpy as np
 import onnx
 import pytest
@@ -12,11 +15,14 @@ from edgekd.models import create_model
 from edgekd.quant import convert, example_input, load_target, prepare, set_mode
 from edgekd.quant.integer_reference import (
     IntegerReference,
+    OpenVinoCpuX86,
     OrtMlasX86,
+    UnsupportedPattern,
     _Dequantized,
     _only_requantized,
     host_supports,
     parity_reference,
+    unsupported_ops,
 )
 
 ort = pytest.importorskip("onnxruntime")
@@ -69,11 +75,23 @@ def test_qlinear_add_matches_onnxruntime_on_every_input_pair(qparams):
     assert np.clip(exact, 0, 255).astype(np.uint8).tolist() != expected.tolist() or qparams[0] == 0.5
 
 
-def _converted_student(target: str):
-    """A random MobileFaceNet (ReLU6 + residual adds) through QAT prepare → calibrate → convert."""
+@functools.cache  # deterministic; the tests only read the graphs
+def _converted_student(target: str, quantizer: str | None = None, trained_bn: bool = False):
+    """A random MobileFaceNet (ReLU6 + residual adds) through QAT prepare → calibrate → convert.
+    ``trained_bn``: random BatchNorm statistics, so that folded conv biases are non-zero as in a
+    trained network (a fresh BN folds to zero biases, which OpenVINO's converter drops)."""
     torch.manual_seed(0)
     spec = load_target(target)
-    prepared = prepare(create_model("mobilefacenet_ms1m"), spec, example_input(), fold_bn=True)
+    if quantizer is not None:
+        spec = dataclasses.replace(spec, quantizer=quantizer)
+    model = create_model("mobilefacenet_ms1m")
+    for m in model.modules() if trained_bn else ():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            m.running_mean.normal_(0, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            if m.bias is not None:
+                m.bias.data.normal_(0, 0.2)
+    prepared = prepare(model, spec, example_input(), fold_bn=True)
     with torch.no_grad():
         for _ in range(3):
             prepared(torch.randn(4, 3, 112, 112).contiguous(memory_format=torch.channels_last))
@@ -105,14 +123,14 @@ def test_integer_reference_is_bit_exact_with_fused_onnxruntime(tmp_path):
 
 def test_float32_conv_is_skipped_only_where_nothing_reads_it():
     """The twin skips a conv's float32 computation when only (clamped) quantizes consume it; convs
-    whose float output feeds another op (OpenVINO's graph: conv → residual add) keep it."""
+    whose float output feeds another op (X86InductorQuantizer's graph: conv → residual add) keep it."""
 
     def convs(graph):
         return [n for n in graph.graph.nodes if n.target == torch.ops.aten.conv2d.default]
 
     onnx_graph, _ = _converted_student("onnx")
     assert all(_only_requantized(n) for n in convs(onnx_graph))
-    x86_flags = [_only_requantized(n) for n in convs(_converted_student("openvino")[0])]
+    x86_flags = [_only_requantized(n) for n in convs(_converted_student("openvino", "x86_inductor")[0])]
     assert any(x86_flags) and not all(x86_flags)
 
 
@@ -193,3 +211,52 @@ def test_integer_reference_is_bit_exact_with_litert_xnnpack(tmp_path):
     runtime = load_embedder(path, threads=1).embed(faces)
     twin = TorchEmbedder(IntegerReference(converted, "litert-xnnpack-x86"), pre, name="twin").embed(faces)
     np.testing.assert_allclose(twin, runtime, rtol=1e-5, atol=1e-5 * np.abs(runtime).max())
+
+
+def _openvino_twin_and_runtime(tmp_path, quantizer: str | None = None):
+    pytest.importorskip("openvino")
+    from edgekd.convert.exporters import export_openvino
+    from edgekd.convert.manifest import Manifest, write_manifest
+    from edgekd.models import default_preprocess
+    from edgekd.runtime import load_embedder
+
+    pre = default_preprocess("mobilefacenet_ms1m")
+    converted, spec = _converted_student("openvino", quantizer, trained_bn=True)
+    path = export_openvino(converted, spec, tmp_path / "m.xml", pre)
+    manifest = Manifest(target="openvino", artifact=path.name, preprocess=pre, embedding_size=128)
+    write_manifest(manifest, tmp_path)
+    return converted, pre, load_embedder(path, threads=1)
+
+
+def test_integer_reference_is_bit_exact_with_openvino(tmp_path):
+    """The CPU plugin fuses every conv → FakeQuantize → residual Add → FakeQuantize into one int8
+    convolution and drops the branch's rounding: the twin reproduces that, the float32 model can't."""
+    from edgekd.runtime.torch_backend import TorchEmbedder
+
+    converted, pre, runtime = _openvino_twin_and_runtime(tmp_path)
+    faces = np.random.default_rng(0).integers(0, 255, (4, 112, 112, 3), dtype=np.uint8)
+    expected = runtime.embed(faces)
+    twin = TorchEmbedder(IntegerReference(converted, OpenVinoCpuX86.name), pre, name="twin").embed(faces)
+    np.testing.assert_allclose(twin, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    simulated = TorchEmbedder(converted, pre, name="float32").embed(faces)
+    assert np.abs(simulated - expected).max() > 1e-3 * np.abs(expected).max()  # the floor the twin removes
+
+
+def test_openvino_twin_refuses_graphs_it_cannot_reproduce():
+    """X86InductorQuantizer leaves conv → residual add in float; the plugin runs that as a JIT
+    subgraph the twin does not reproduce: IntegerReference refuses, parity falls back to float32."""
+    graph, _ = _converted_student("openvino", "x86_inductor", trained_bn=True)
+    with pytest.raises(UnsupportedPattern, match="no exact rule"):
+        IntegerReference(graph, OpenVinoCpuX86.name)
+    assert parity_reference(graph, OpenVinoCpuX86.name) is graph
+    zero_bias, _ = _converted_student("openvino")  # a fresh BN folds to all-zero biases
+    assert len(unsupported_ops(zero_bias, OpenVinoCpuX86)) > 40
+    assert not unsupported_ops(_converted_student("openvino", trained_bn=True)[0], OpenVinoCpuX86)
+
+
+def test_openvino_fused_add_needs_one_conv_branch():
+    def deq(q):
+        return _Dequantized(torch.tensor([q]), torch.tensor(0.1), torch.tensor(128))
+
+    with pytest.raises(UnsupportedPattern, match="one conv branch"):
+        OpenVinoCpuX86.add(deq(3), deq(4), torch.tensor(0.2), 128, 0, 255)
