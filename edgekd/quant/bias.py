@@ -28,11 +28,12 @@ def _value(gm: GraphModule, arg: object) -> torch.Tensor:
     if isinstance(arg, Node):
         if arg.op != "get_attr":
             raise ValueError(f"qparam {arg} is not a constant")
-        arg = _attr(gm, str(arg.target))
+        arg = attr_value(gm, str(arg.target))
     return torch.as_tensor(arg, dtype=torch.float64)
 
 
-def _attr(gm: GraphModule, target: str) -> torch.Tensor:
+def attr_value(gm: GraphModule, target: str) -> torch.Tensor:
+    """The tensor a ``get_attr`` node's dotted target names."""
     obj: object = gm
     for part in target.split("."):
         obj = getattr(obj, part)
@@ -66,7 +67,7 @@ def quantize_bias_int32(gm: GraphModule) -> int:
         scale = _bias_scale(gm, node)
         if scale is None:
             continue
-        b = _attr(gm, str(bias.target)).detach()
+        b = attr_value(gm, str(bias.target)).detach()
         scale = scale.expand(b.shape).to(torch.float32)
         q = torch.round(b.double() / scale.double()).clamp(INT32_MIN, INT32_MAX).to(torch.int32)
         prefix = f"_int32_bias_{count}"

@@ -32,6 +32,7 @@ import torchao.quantization.pt2e  # noqa: F401  (registers the quantized_decompo
 from torch import nn
 from torch.fx import GraphModule, Interpreter, Node
 
+from edgekd.quant.bias import attr_value
 from edgekd.quant.runtime_arithmetic import (  # noqa: F401  (re-exported: the arithmetic's names)
     ARITHMETIC,
     F32,
@@ -207,10 +208,7 @@ def _no_bias(gm: GraphModule, n: Node) -> bool:
         return True
     if not (isinstance(bias, Node) and bias.op == "get_attr"):
         return False
-    value = gm
-    for part in bias.target.split("."):
-        value = getattr(value, part, None)
-    return isinstance(value, torch.Tensor) and not bool(value.any())
+    return not bool(attr_value(gm, str(bias.target)).any())
 
 
 class IntegerReference(nn.Module):
