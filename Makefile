@@ -30,6 +30,8 @@ $(BIN)/.demo-installed: $(BIN)/.installed
 
 test: venv
 	command -v /usr/sbin/sshd >/dev/null || (command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq openssh-server) >/dev/null 2>&1) || true
+	# QEMU user-mode: the tests run ORT/OpenVINO's AVX2 (non-VNNI) kernels on any x86-64 host (edgekd/bench/emulation.py)
+	command -v qemu-x86_64-static >/dev/null || (command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq qemu-user-static) >/dev/null 2>&1) || true
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # The slow tests (DDP over torchrun, TFLite conversions, full-size QAT): .ci/run adds them when time allows.

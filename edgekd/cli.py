@@ -212,7 +212,7 @@ def _plain(cfg: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @_friendly
 def info_cmd(as_json: bool) -> None:
-    """Versions, inference runtimes found and the CPU's int8-relevant features."""
+    """Versions, inference runtimes, the CPU's int8 features and how each runtime accumulates int8 here."""
     from edgekd.info import host_info
     from edgekd.paths import shared_dir
 
@@ -225,6 +225,14 @@ def info_cmd(as_json: bool) -> None:
     click.echo(f"edgekd {__version__}  python {info['python']}  {info['platform']}")
     click.echo(f"cpu: {cpu['model']} ({cpu['logical_cores']} logical cores)")
     click.echo(f"cpu features: {', '.join(cpu['features']) or 'none of interest'}")
+    int8 = info["int8"]
+    click.echo(f"int8 arithmetic here: {int8['isa']} ({int8['description']})")
+    for name, how in int8["runtimes"].items():
+        click.echo(f"  {name:<16} {how}")
+    click.echo(f"  targets exact on this host: {', '.join(int8['exact_targets'])}")
+    if int8["inexact_targets"]:
+        inexact = ", ".join(int8["inexact_targets"])
+        click.echo(f"  not exact here (artifacts run, but compute another network): {inexact}")
     click.echo("packages:")
     for name, version in info["packages"].items():
         click.echo(f"  {name:<16} {version or '-'}")

@@ -58,7 +58,7 @@ def _train_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _run(target: str | None, method: str | None, **options: Any) -> None:
+def _run(target: str | None, method: str | None, profile: str | None = None, **options: Any) -> None:
     from edgekd.config import load_config
     from edgekd.losses.methods import as_config, method_losses
     from edgekd.train.config import DistillConfig
@@ -70,6 +70,8 @@ def _run(target: str | None, method: str | None, **options: Any) -> None:
         options["losses"] = as_config(method_losses(method))
     if target:
         overrides = (*overrides, f"qat.target={target}")
+    if profile:
+        overrides = (*overrides, f"qat.profile={profile}")
     cfg = load_config(DistillConfig, config, overrides, **options)
     result = distill(cfg, resume=resume, progress=progress)
     best = f", best val accuracy {100 * result.best_metric:.2f} %" if result.best_metric is not None else ""
@@ -99,12 +101,18 @@ def distill_cmd(**options: Any) -> None:
 @click.option(
     "--target",
     required=True,
-    help="Runtime whose int8 arithmetic the fake quantization mirrors: "
-    "onnx, openvino, tflite, or a target spec .yaml.",
+    help="Runtime whose int8 arithmetic the fake quantization mirrors: onnx, openvino, tflite "
+    "(exact on every x86-64 and ARM64 CPU), onnx-vnni, openvino-vnni (8-bit weights: exact only on "
+    "VNNI x86 and ARM64), or a target spec .yaml.",
+)
+@click.option(
+    "--profile",
+    help="Device the artifact ships to (x86, x86-vnni, rpi4, ...): refused before training when the "
+    "target's int8 arithmetic is not exact on its ISA (e.g. onnx-vnni on x86 without VNNI).",
 )
 @_train_options
 @_friendly
-def distill_qat_cmd(target: str, **options: Any) -> None:
+def distill_qat_cmd(target: str, profile: str | None, **options: Any) -> None:
     """Distillation combined with quantization-aware training for one target runtime.
 
     \b
@@ -117,4 +125,4 @@ def distill_qat_cmd(target: str, **options: Any) -> None:
       edgekd distill-qat --target onnx --init mobilefacenet_ms1m.pt --method cakd \
         --teacher vit.pt --teacher-arch vit_face_tiny -o teacher_options.patch_size=14
     """
-    _run(target, **options)
+    _run(target, profile=profile, **options)

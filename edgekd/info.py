@@ -89,11 +89,30 @@ def runtimes() -> dict[str, list[str] | None]:
     return found
 
 
+def int8_arithmetic(features: list[str] | None = None, machine: str | None = None) -> dict[str, object]:
+    """How each runtime accumulates int8 products on this CPU, and which shipped targets are exact here:
+    the deployment ISA decides whether an artifact computes the network it was trained as."""
+    from edgekd.isa import DESCRIPTIONS, arithmetic_summary, isa_from_flags
+    from edgekd.quant.spec import list_targets, load_target
+
+    features = cpu_info()["features"] if features is None else features
+    isa = isa_from_flags(machine or platform.machine(), features)
+    specs = [load_target(name) for name in list_targets()]
+    return {
+        "isa": isa,
+        "description": DESCRIPTIONS[isa],
+        "runtimes": {name: arithmetic_summary(name, isa) for name in ("onnxruntime", "openvino", "litert")},
+        "exact_targets": [s.name for s in specs if isa in s.exact_isas],
+        "inexact_targets": [s.name for s in specs if isa not in s.exact_isas],
+    }
+
+
 def host_info() -> dict[str, object]:
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_info(),
+        "int8": int8_arithmetic(),
         "packages": package_versions(),
         "runtimes": runtimes(),
     }

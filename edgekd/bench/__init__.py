@@ -33,11 +33,12 @@ __all__ = ["REGISTRY", "BenchOptions", "BenchRun", "bench", "list_profiles", "lo
 
 log = logging.getLogger(__name__)
 
-# file suffix → ArtifactFormat ("module:attr"); OpenVINO IR (.xml) and TFLite (.tflite) add one line each
+# file suffix → ArtifactFormat ("module:attr"); TFLite (.tflite) adds one line
 REGISTRY = Registry(
     "artifact format",
     {
         ".onnx": "edgekd.bench.formats:ONNX",
+        ".xml": "edgekd.bench.formats:OPENVINO",
     },
     error=UnsupportedTargetError,
 )
@@ -127,8 +128,7 @@ def _format(path: Path):
 
 
 REGISTRY_MESSAGE = (
-    "no benchmark runner for '{suffix}' files; known: {known} "
-    "(OpenVINO IR and TFLite runners arrive with their converters)"
+    "no benchmark runner for '{suffix}' files; known: {known} (a TFLite runner is not written yet)"
 )
 
 

@@ -54,8 +54,19 @@ def runner_outcome(rc: int, stderr: str, result_path: Path, where: str, module: 
     return json.loads(result_path.read_text())
 
 
-def run_local(job: dict, backend: str, module: str, timeout_s: float | None = None) -> dict:
-    """Run ``job`` (absolute paths) in a fresh local process; returns the runner's result dict."""
+def run_local(
+    job: dict, backend: str, module: str, timeout_s: float | None = None, emulate: str | None = None
+) -> dict:
+    """Run ``job`` (absolute paths) in a fresh local process; returns the runner's result dict.
+    ``emulate``: an ISA this host runs only under QEMU user-mode emulation (:mod:`edgekd.bench.emulation`)."""
+    import os
+
+    from edgekd.bench.emulation import emulator
+
+    prefix, env, where = [], None, "this host"
+    if emulate is not None:
+        emu = emulator(emulate)
+        prefix, env, where = emu.prefix(), {**os.environ, **emu.env()}, f"this host, emulated {emulate}"
     with tempfile.TemporaryDirectory(prefix="edgekd-bench-") as tmp:
         folder = Path(tmp)
         runner = write_bundle(folder, backend)
@@ -63,12 +74,21 @@ def run_local(job: dict, backend: str, module: str, timeout_s: float | None = No
         out = folder / "result.json"
         try:
             proc = subprocess.run(
-                [sys.executable, str(runner), "--config", str(folder / "job.json"), "--out", str(out)],
+                [
+                    *prefix,
+                    sys.executable,
+                    str(runner),
+                    "--config",
+                    str(folder / "job.json"),
+                    "--out",
+                    str(out),
+                ],
                 capture_output=True,
                 text=True,
                 timeout=timeout_s,
                 check=False,
+                env=env,
             )
         except subprocess.TimeoutExpired:
             raise ModelError(f"the local benchmark did not finish within {timeout_s:.0f} s") from None
-        return runner_outcome(proc.returncode, proc.stderr, out, "this host", module)
+        return runner_outcome(proc.returncode, proc.stderr, out, where, module)

@@ -69,3 +69,24 @@ ONNX = ArtifactFormat(
     preprocess=_onnx_preprocess,
     op_list=_onnx_op_list,
 )
+
+
+def _identity(path: Path, workdir: Path) -> tuple[Path, list[str]]:
+    """IR files run as they are (the ``.bin`` beside the ``.xml``)."""
+    return path, []
+
+
+def _manifest_preprocess(path: Path, override: str | None) -> PreprocessSpec:
+    from edgekd.runtime.loaders import artifact_preprocess
+
+    return artifact_preprocess(path, PreprocessSpec.preset(override) if override else None)
+
+
+OPENVINO = ArtifactFormat(
+    name="openvino",
+    runtime="openvino",
+    module="openvino",
+    backend="device_openvino",
+    prepare=_identity,
+    preprocess=_manifest_preprocess,
+)

@@ -19,6 +19,7 @@ from typing import Literal
 
 from edgekd.config import from_dict, read_yaml
 from edgekd.errors import ConfigError
+from edgekd.isa import isa_from_flags
 from edgekd.paths import resolve_yaml, targets_dir, yaml_names
 
 # Fraction of peak ops that XNNPACK-class CPU kernels reach, fitted on published Raspberry Pi 4 numbers
@@ -72,6 +73,11 @@ class CpuUnit(ComputeUnit):
             raise ConfigError(
                 f"cores must be >= 1 and frequency_ghz > 0, got {self.cores}, {self.frequency_ghz}"
             )
+
+    @property
+    def int8_isa(self) -> str:
+        """The deployment ISA that decides how int8 products accumulate here (:mod:`edgekd.isa`)."""
+        return isa_from_flags(self.arch, self.isa)
 
 
 @dataclass(frozen=True, kw_only=True)

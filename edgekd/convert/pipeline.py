@@ -28,9 +28,10 @@ from edgekd.convert.manifest import Manifest, checkpoint_sha256, tool_versions, 
 from edgekd.convert.parity import ParityReport, check_parity
 from edgekd.data.preprocess import PreprocessSpec
 from edgekd.errors import ConversionError, ModelError
+from edgekd.isa import DESCRIPTIONS, host_isa
 from edgekd.models import create_model, default_preprocess, detect_architecture, load_state_dict_file
 from edgekd.quant import calibrate, convert, example_input, load_target, prepare, set_mode, strip_fake_quant
-from edgekd.quant.integer_reference import parity_reference
+from edgekd.quant.integer_reference import IntegerReference, parity_reference
 from edgekd.quant.spec import TargetSpec, list_targets
 from edgekd.runtime import load_embedder
 from edgekd.runtime.torch_backend import TorchEmbedder
@@ -49,13 +50,33 @@ class ConvertResult:
     failures: list[str] = field(default_factory=list)
     # vs the float32 converted model, when parity used an integer twin (informational)
     parity_float: ParityReport | None = None
+    # vs the deployment ISA's arithmetic when this host runs other int8 kernels (informational)
+    parity_deployment: ParityReport | None = None
+    host_isa: str | None = None
+    deployment_isas: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
         return not self.failures
 
     def to_markdown(self) -> str:
-        parts = [f"## {self.artifact} ({self.mode})", "", self.parity.to_markdown()]
+        parts = [f"## {self.artifact} ({self.mode})", ""]
+        if self.deployment_isas:
+            parts += [
+                f"int8 arithmetic: this host is {self.host_isa}; the artifact computes its trained network "
+                f"exactly on {', '.join(self.deployment_isas)}",
+                "",
+            ]
+        parts.append(self.parity.to_markdown())
+        if self.parity_deployment is not None:
+            p = self.parity_deployment
+            parts += [
+                "",
+                f"**This host ({self.host_isa}) is not a deployment ISA**: parity above is against this "
+                f"host's arithmetic. Against the deployment arithmetic (`{p.reference}`, informational: "
+                f"what this host's kernels change): mean {p.mean_cosine:.6f}, min {p.min_cosine:.6f}. "
+                "Check on the device with `edgekd bench`.",
+            ]
         if self.parity_float is not None:
             p = self.parity_float
             parts += [
@@ -212,7 +233,22 @@ def convert_checkpoint(
     else:
         reference = convert(source.qat_model, spec) if mode == "qat" else source.float_model
         artifact = export_artifact(reference, spec, out, pre, "model", mode == "qat", dynamic_batch)
-    check_against = parity_reference(reference, _reference_kind(spec)) if mode == "qat" else reference
+    host, deploy = host_isa(), spec.exact_isas if mode != "float" else ()
+    check_against, deployed = reference, None
+    if mode == "qat":
+        check_against = parity_reference(reference, _reference_kind(spec), host)
+        if host not in deploy:
+            log.warning(
+                "target '%s' (weights |w| ≤ %d) is exact on %s; this host is %s (%s), whose int8 kernels "
+                "compute another network: parity is checked against this host's arithmetic, and the "
+                "deployment arithmetic is reported beside it",
+                spec.name,
+                spec.weight_bound,
+                ", ".join(deploy),
+                host,
+                DESCRIPTIONS[host],
+            )
+            deployed = parity_reference(reference, _reference_kind(spec), deploy[0])
     images = face_images(parity_data, count=num_parity, seed=2)
     manifest = Manifest(
         target=spec.name,
@@ -226,11 +262,15 @@ def convert_checkpoint(
             "arch": source.arch,
             "dynamic_batch": dynamic_batch,
             "target_spec": spec.to_dict(),
+            "host_isa": host,
+            "deployment_isas": list(deploy),
         },
     )
     write_manifest(manifest, out)  # the artifact loaders read the preprocessing from it
-    floor = reference if check_against is not reference else None
-    return _check_and_record(manifest, artifact, out, check_against, pre, images, spec, mode, threads, floor)
+    informational = {"float32": reference if check_against is not reference else None, "deployment": deployed}
+    return _check_and_record(
+        manifest, artifact, out, check_against, pre, images, spec, mode, threads, informational
+    )
 
 
 def _check_and_record(
@@ -243,15 +283,20 @@ def _check_and_record(
     spec: TargetSpec,
     mode: str,
     threads: int | None,
-    float_reference: nn.Module | None = None,
+    informational: dict[str, nn.Module | None] | None = None,
 ) -> ConvertResult:
-    """Parity against ``reference`` (enforced) and, when the reference is an integer twin, against the
-    float converted model too (``float_reference``: reported, the floor two correct int8 runtimes share)."""
+    """Parity against ``reference`` (enforced) and against the ``informational`` models, reported only:
+    ``float32`` (the converted model in float32: the floor two correct int8 runtimes share, when the
+    reference is an integer twin) and ``deployment`` (the twin of the deployment ISA, when this host's
+    int8 kernels compute another network)."""
     embedder = load_embedder(artifact, threads=threads)
     report = check_parity(embedder, _torch_embedder(reference, pre, mode), images)
-    floor = None
-    if float_reference is not None:
-        floor = check_parity(embedder, _torch_embedder(float_reference, pre, "qat-float32"), images)
+    extra = {
+        key: check_parity(embedder, _torch_embedder(model, pre, f"qat-{key}"), images)
+        for key, model in (informational or {}).items()
+        if model is not None
+    }
+    floor, deployed = extra.get("float32"), extra.get("deployment")
     share = int8_share(artifact) if mode != "float" else None
     failures = []
     if mode != "ptq" and not report.passed:
@@ -271,12 +316,15 @@ def _check_and_record(
             "extra": {
                 **manifest.extra,
                 "parity_vs_float_simulation": floor.to_dict() if floor is not None else None,
+                "parity_vs_deployment_arithmetic": deployed.to_dict() if deployed is not None else None,
             },
             "int8_share": share.to_dict() if share is not None else None,
         }
     )
     path = write_manifest(manifest, out)
-    result = ConvertResult(artifact, path, mode, report, share, failures, floor)
+    host = manifest.extra.get("host_isa")
+    deploy = tuple(manifest.extra.get("deployment_isas", ()))
+    result = ConvertResult(artifact, path, mode, report, share, failures, floor, deployed, host, deploy)
     if failures:
         raise ConversionError(f"conversion checks failed for {artifact}\n\n{result.to_markdown()}")
     return result
@@ -284,7 +332,7 @@ def _check_and_record(
 
 def _torch_embedder(model: nn.Module, pre: PreprocessSpec, mode: str) -> TorchEmbedder:
     set_mode(model, train=False)
-    kind = getattr(getattr(model, "arithmetic", None), "name", None)
+    kind = getattr(model, "name", None) if isinstance(model, IntegerReference) else None
     return TorchEmbedder(model, pre, name=f"pytorch-{mode}" + (f" ({kind})" if kind else ""))
 
 

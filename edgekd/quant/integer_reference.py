@@ -32,6 +32,7 @@ import torchao.quantization.pt2e  # noqa: F401  (registers the quantized_decompo
 from torch import nn
 from torch.fx import GraphModule, Interpreter, Node
 
+from edgekd.isa import MAX_EXACT_WEIGHT, X86_VNNI, pair_saturating
 from edgekd.quant.bias import attr_value
 from edgekd.quant.runtime_arithmetic import (  # noqa: F401  (re-exported: the arithmetic's names)
     ARITHMETIC,
@@ -61,9 +62,10 @@ ADDS = {aten.add.Tensor, aten.add_.Tensor}
 class _IntegerInterpreter(Interpreter):
     """Runs a converted graph; conv/linear/add chains between dequantize and quantize in integers."""
 
-    def __init__(self, gm: GraphModule, arithmetic: type[OrtMlasX86]):
+    def __init__(self, gm: GraphModule, arithmetic: type[OrtMlasX86], saturating: bool = False):
         super().__init__(gm)
         self.arithmetic = arithmetic
+        self.saturating = saturating  # u8×s8 pairs summed in saturating int16 (x86 without VNNI)
         self.facts: dict[Node, _Dequantized | _Accumulator] = {}
 
     def run_node(self, n: Node):
@@ -121,7 +123,9 @@ class _IntegerInterpreter(Interpreter):
         elif bias_node is not None:  # a float bias: converters round it to int32 accumulator units,
             # the quotient in float64 (litert/TFLite; measured: float32 gives ties on the wrong side)
             b = torch.round(args[2].to(F64) / (sx.to(F64) * sw.to(F64)))
-        if n.target == aten.conv2d.default:
+        if self.saturating and _weight_bound(w) > MAX_EXACT_WEIGHT:
+            acc = self.arithmetic.pair_saturated(x, wi, b, n.target == aten.linear.default, args[3:])
+        elif n.target == aten.conv2d.default:
             acc = torch.nn.functional.conv2d(xi, wi, b, *args[3:])
         else:
             acc = torch.nn.functional.linear(xi, wi, b)
@@ -164,6 +168,10 @@ def _only_requantized(n: Node) -> bool:
     )
 
 
+def _weight_bound(w: _Dequantized) -> int:
+    return max(-w.quant_min, w.quant_max)
+
+
 def _is_constant(node: object) -> bool:
     return isinstance(node, Node) and node.op == "get_attr"
 
@@ -182,18 +190,29 @@ def _quantize_constant(n: Node, args: tuple, arithmetic: type[OrtMlasX86]) -> to
     return arithmetic.quantize_constant(w, scale, zp, int(qmin), int(qmax)).to(dtype)
 
 
-def unsupported_ops(converted: GraphModule, arithmetic: type[OrtMlasX86]) -> list[str]:
-    """Nodes whose runtime arithmetic the twin does not reproduce (empty: the twin is exact). For
-    OpenVINO: residual adds with a float input (X86InductorQuantizer graphs: the plugin runs those as a
-    JIT subgraph with compile-time constants), PReLU (not matched against the plugin), and convs with
-    no or an all-zero bias (the converter drops it and the plugin then folds the dequantization scale
-    into the FakeQuantize interval per channel: matched on one layer only, so not claimed)."""
+def unsupported_ops(converted: GraphModule, arithmetic: type[OrtMlasX86], isa: str = X86_VNNI) -> list[str]:
+    """Nodes whose runtime arithmetic the twin does not reproduce (empty: the twin is exact). On an ISA
+    where the runtime sums u8×s8 pairs in saturating int16: the 8-bit weights of an arithmetic without
+    a verified pair rule. For OpenVINO: residual adds with a float input (X86InductorQuantizer graphs:
+    the plugin runs those as a JIT subgraph with compile-time constants), PReLU (not matched against
+    the plugin), and convs with no or an all-zero bias (the converter drops it and the plugin then folds
+    the dequantization scale into the FakeQuantize interval per channel: matched on one layer only)."""
+    nodes = list(converted.graph.nodes)
+    bad = []
+    if pair_saturating(arithmetic.runtime, isa) and arithmetic.pair_saturated is None:
+        bad = [n.name for n in nodes if _wide_weight(n)]
     if not arithmetic.quantized_adds_only:
-        return []
-    nodes = converted.graph.nodes
-    return [
+        return bad
+    return bad + [
         n.name for n in nodes if _float_add(n) or n.target == aten.prelu.default or _no_bias(converted, n)
     ]
+
+
+def _wide_weight(n: Node) -> bool:
+    """A per-channel weight (de)quantize whose range lets a u8×s8 pair sum leave int16."""
+    if n.target not in (qd.dequantize_per_channel.default, qd.quantize_per_channel.default):
+        return False
+    return max(-int(n.args[4]), int(n.args[5])) > MAX_EXACT_WEIGHT
 
 
 def _float_add(n: Node) -> bool:
@@ -217,23 +236,33 @@ class IntegerReference(nn.Module):
     The graph is held outside the module tree: converted graphs refuse ``.train()``/``.eval()``.
     """
 
-    def __init__(self, converted: GraphModule, arithmetic: str):
+    def __init__(self, converted: GraphModule, arithmetic: str, isa: str = X86_VNNI):
         super().__init__()
         if arithmetic not in ARITHMETIC:
             raise ValueError(f"unknown integer arithmetic '{arithmetic}' (known: {sorted(ARITHMETIC)})")
         object.__setattr__(self, "graph_module", converted)
         self.arithmetic = ARITHMETIC[arithmetic]
-        if bad := unsupported_ops(converted, self.arithmetic):
+        self.isa = isa
+        if bad := unsupported_ops(converted, self.arithmetic, isa):
             hint = ""
             if any(_float_add(n) for n in converted.graph.nodes):
                 hint = " (residual adds with a float input: a graph from the x86 quantizer; retrain it)"
+            elif any(_wide_weight(n) for n in converted.graph.nodes):
+                hint = f" (8-bit weights summed in saturating int16 on {isa}: no verified pair rule)"
+            nodes = ", ".join(bad[:4])
             raise UnsupportedPattern(
-                f"{arithmetic}: no exact rule for {len(bad)} node(s) ({', '.join(bad[:4])}, ...){hint}"
+                f"{arithmetic} on {isa}: no exact rule for {len(bad)} node(s) ({nodes}, ...){hint}"
             )
 
+    @property
+    def name(self) -> str:
+        """What parity reports as the reference: the arithmetic and the ISA whose kernels it mirrors."""
+        return f"{self.arithmetic.name}, {self.isa}"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        saturating = pair_saturating(self.arithmetic.runtime, self.isa)
         with torch.no_grad():
-            return _IntegerInterpreter(self.graph_module, self.arithmetic).run(x.contiguous())
+            return _IntegerInterpreter(self.graph_module, self.arithmetic, saturating).run(x.contiguous())
 
 
 def host_supports(reference: str) -> bool:
@@ -243,15 +272,16 @@ def host_supports(reference: str) -> bool:
     return True
 
 
-def parity_reference(converted: GraphModule, reference: str) -> nn.Module:
-    """The model parity is checked against: the converted model itself for ``float``, else its integer
-    twin. Falls back to the float model where this host does not run the mirrored kernels, or where
-    the graph holds ops the twin has no exact rule for (logged: e.g. an OpenVINO checkpoint trained
-    with the x86 quantizer, before the openvino target switched to edgekd's annotator)."""
+def parity_reference(converted: GraphModule, reference: str, isa: str = X86_VNNI) -> nn.Module:
+    """The model parity is checked against: the converted model itself for ``float``, else its integer twin on
+    ``isa`` (how the deployment CPU accumulates: :mod:`edgekd.isa`). Falls back to the float model where
+    this host does not run the mirrored kernels, or where the graph holds ops the twin has no exact rule
+    for (logged: e.g. an OpenVINO checkpoint trained with the x86 quantizer, before the openvino target
+    switched to edgekd's annotator)."""
     if reference == "float" or not host_supports(reference):
         return converted
     try:
-        return IntegerReference(converted, reference)
+        return IntegerReference(converted, reference, isa)
     except UnsupportedPattern as exc:
         log.warning("parity against the float32 converted model: %s", exc)
         return converted

@@ -10,6 +10,7 @@ findings and the one known OpenVINO residual in docs/convert.md).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -85,10 +86,95 @@ def _clamp_activation(q: torch.Tensor, src: _Accumulator, scale: torch.Tensor, z
     return q
 
 
+INT16_MIN, INT16_MAX = -32768, 32767
+ACTIVATION_MAX = 255  # raw u8 activations enter the pairs
+
+
+def pair_saturated_accumulator(
+    x: _Dequantized,
+    w: torch.Tensor,
+    bias: torch.Tensor | None,
+    linear: bool,
+    conv_args: tuple,
+    *,
+    pairs_span_taps: bool,
+) -> torch.Tensor:
+    """The int32 accumulator of a conv/linear whose u8×s8 products are added two by two into a saturating
+    int16 (x86 without VNNI: ``VPMADDUBSW``), then summed exactly (``VPMADDWD`` with ones, ``VPADDD``).
+
+    Both kernel families multiply the *raw* u8 activations (padding holds the zero point) with the
+    reduction axis in (kh, kw, ic) order and remove the zero point afterwards as the exact ``zp·Σw``;
+    depthwise convs widen to 32 bits and are exact. They differ where a tap's channel count is odd (the
+    3-channel stem): MLAS (``ConvSymKernelAvx2``, im2col + ``QgemmU8X8KernelAvx2``) pairs the flattened
+    axis, so a pair can span two taps (``pairs_span_taps``); oneDNN (``jit_uni_x8s8s32x_conv_kernel``,
+    ``OIhw2i8o4i`` weights) zero-pads the channels of each tap. Both matched on MobileFaceNet under QEMU
+    Haswell (docs/convert.md). Integers below 2^24 are exact in float32.
+    """
+    q, zp = x.q.to(F32), float(x.zero_point)
+    if linear:
+        q, w, conv_args = q[:, :, None, None], w[:, :, None, None], ()
+    stride, padding, dilation, groups = (list(conv_args) + [1, 0, 1, 1][len(conv_args) :])[:4]
+    cout, cin_g, kh, kw = w.shape
+    if groups != 1 and cin_g == 1:  # depthwise: exact
+        exact = torch.nn.functional.conv2d(q.to(F64) - zp, w, bias, stride, padding, dilation, groups)
+        return exact.round().to(torch.int64)
+    (sh, sw), (ph, pw), dil = _pair(stride), _pair(padding), _pair(dilation)
+    q = torch.nn.functional.pad(q, (pw, pw, ph, ph), value=zp)
+    cols = torch.nn.functional.unfold(q, (kh, kw), dilation=dil, stride=(sh, sw))
+    n, length, out_g = cols.shape[0], cols.shape[2], cout // groups
+    cols = cols.view(n, groups, cin_g, kh * kw, length).transpose(2, 3)  # (n, g, tap, ic, L)
+    wk = w.to(F32).permute(0, 2, 3, 1)  # (cout, kh, kw, ic)
+    if cin_g % 2 and not pairs_span_taps:  # a zero channel closes each tap
+        cols = torch.nn.functional.pad(cols, (0, 0, 0, 1))
+        wk = torch.nn.functional.pad(wk, (0, 1))
+    wk = wk.reshape(cout, -1)
+    acc = torch.cat(
+        [
+            _pair_sums(cols[:, g].reshape(n, -1, length), wk[g * out_g : (g + 1) * out_g])
+            for g in range(groups)
+        ],
+        1,
+    )
+    acc -= zp * wk.to(F64).sum(1)[None, :, None]
+    if bias is not None:
+        acc += bias.to(F64)[None, :, None]
+    out_h = (q.shape[2] - dil[0] * (kh - 1) - 1) // sh + 1
+    acc = acc.view(n, cout) if linear else acc.view(n, cout, out_h, -1)
+    return acc.round().to(torch.int64)
+
+
+def _pair_sums(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``Σ_m sat16(a[2m]·w[2m] + a[2m+1]·w[2m+1])`` over K: ``a`` (N, K, L) raw u8, ``w`` (O, K) s8.
+
+    The exact sum, then a correction for the pairs that can leave int16 at all: same-sign weights with
+    ``|w0| + |w1| ≥ 129`` (``255·128 < 32767``), usually a small share of a layer's pairs."""
+    if a.shape[1] % 2:
+        a, w = torch.nn.functional.pad(a, (0, 0, 0, 1)), torch.nn.functional.pad(w, (0, 1))
+    acc = torch.einsum("ok,nkl->nol", w.to(F64), a.to(F64))
+    w0, w1 = w[:, 0::2], w[:, 1::2]
+    outs, pairs = torch.nonzero(
+        (w0 * w1 > 0) & (w0.abs() + w1.abs() > INT16_MAX // ACTIVATION_MAX), as_tuple=True
+    )
+    a0, a1 = a[:, 0::2], a[:, 1::2]  # (N, K/2, L)
+    chunk = max(1, 2**24 // max(1, a.shape[0] * a.shape[2]))
+    for r in range(0, len(outs), chunk):
+        o, m = outs[r : r + chunk], pairs[r : r + chunk]
+        p = a0[:, m] * w0[o, m][None, :, None] + a1[:, m] * w1[o, m][None, :, None]  # (N, R, L)
+        acc.index_add_(1, o, (p.clamp(INT16_MIN, INT16_MAX) - p).to(F64))
+    return acc
+
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[-1]))
+
+
 class OrtMlasX86:
     """ONNX Runtime's MLAS kernels on x86-64 with FMA (QLinearConv, QLinearAdd, QuantizeLinear)."""
 
     name = "onnxruntime-mlas-x86"
+    runtime = "onnxruntime"
+    # the accumulator on x86 without VNNI (edgekd.isa): u8×s8 pairs in saturating int16
+    pair_saturated = staticmethod(functools.partial(pair_saturated_accumulator, pairs_span_taps=True))
     float_bias = False  # the bias is rounded to int32 accumulator units
     quantized_adds_only = False  # a float add (unquantized input) runs as the converted model's
 
@@ -134,6 +220,7 @@ class XnnpackX86(OrtMlasX86):
     multipliers with 20 fractional bits of the larger one, rounding half up."""
 
     name = "litert-xnnpack-x86"
+    runtime = "litert"
 
     @staticmethod
     def add(a: _Dequantized, b: _Dequantized, out_scale, zp: int, qmin: int, qmax: int) -> torch.Tensor:
@@ -181,6 +268,8 @@ class OpenVinoCpuX86(OrtMlasX86):
     """
 
     name = "openvino-cpu-x86"
+    runtime = "openvino"
+    pair_saturated = staticmethod(functools.partial(pair_saturated_accumulator, pairs_span_taps=False))
     float_bias = True
     quantized_adds_only = True  # a conv → add edge in float runs as a JIT subgraph not reproduced here
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from edgekd import isa as isas
 from edgekd.config import from_dict, read_yaml, to_dict
 from edgekd.errors import ConfigError
 from edgekd.paths import resolve_yaml, targets_dir, yaml_names
@@ -95,6 +96,30 @@ class TargetSpec:
             raise ConfigError(f"weights must be symmetric (zero point 0), got {self.weights.qscheme}")
         if self.activations.per_channel:
             raise ConfigError("activations must be per-tensor")
+
+    @property
+    def weight_bound(self) -> int:
+        """The largest weight magnitude the integer grid allows (63 for 7-bit, 127/128 for 8-bit)."""
+        return max(-self.weights.quant_min, self.weights.quant_max)
+
+    @property
+    def exact_isas(self) -> tuple[str, ...]:
+        """The deployment ISAs on which the artifact computes exactly what the integer twin computes:
+        every ISA for 7-bit weights, not x86 without VNNI for 8-bit ORT/OpenVINO (:mod:`edgekd.isa`)."""
+        return isas.exact_isas(self.runtime, self.weight_bound)
+
+    def check_deployment(self, isa: str, device: str = "") -> None:
+        """Refuse a deployment ISA whose int8 arithmetic differs from the one this spec trains for."""
+        if isa in self.exact_isas:
+            return
+        where = f"{device} ({isa})" if device else isa
+        portable = self.name.removesuffix("-vnni")
+        raise ConfigError(
+            f"target '{self.name}' has weights up to |w| = {self.weight_bound}: on {where} "
+            f"{self.runtime} sums u8×s8 pairs in saturating int16, so the artifact would not compute the "
+            f"network it was trained as (exact only on {', '.join(self.exact_isas)}). Use a target with "
+            f"weights |w| ≤ {isas.MAX_EXACT_WEIGHT} (--target {portable}: 7-bit, exact on every ISA)"
+        )
 
     def to_dict(self) -> dict:
         """Plain dict, stored in checkpoints and manifests so an artifact records the arithmetic it used."""

@@ -38,12 +38,16 @@ class OptimConfig:
 class QATConfig:
     """Quantization-aware training: the target whose arithmetic is mirrored, and when to freeze.
 
+    ``profile``: the device the artifact ships to; checked against the target before the first step.
     ``freeze_bn_step``: from this step BN uses its running statistics (a small batch's statistics are
     noisy, and a pretrained student's are good); ``freeze_observers_step``: from this step scales and
     zero points stop moving so the weights settle on the final grid. Negative = never.
     """
 
     target: str | None = None  # name (onnx|openvino|tflite) or a spec file; None = float training
+    # device profile the artifact ships to (rpi4, x86, ...): its ISA must be one the target's integer
+    # arithmetic is exact on (edgekd.isa), else the run is refused before training
+    profile: str | None = None
     freeze_bn_step: int = 0
     freeze_observers_step: int = -1
     calib_batches: int = 4  # forward-only batches that set the initial scales before the first update

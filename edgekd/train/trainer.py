@@ -163,6 +163,10 @@ class Distiller:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.target: TargetSpec | None = load_target(cfg.qat.target) if cfg.qat.target else None
+        if self.target is not None and cfg.qat.profile:
+            from edgekd.bench.profiles import load_profile
+
+            self.target.check_deployment(load_profile(cfg.qat.profile).cpu.int8_isa, cfg.qat.profile)
         self.fold_bn = self.target is not None and cfg.qat.freeze_bn_step == 0
         self.data: TrainSet = build_train_set(
             cfg.data,

@@ -99,7 +99,7 @@ def test_missing_and_unsupported_artifacts(runner, tmp_path):
     tfl = tmp_path / "m.tflite"
     tfl.write_bytes(b"TFL3")
     res = runner.invoke(main, ["bench", "-a", str(tfl), "--profile", "x86"])
-    assert res.exit_code == 2 and "no benchmark runner for '.tflite' files; known: .onnx" in res.output
+    assert res.exit_code == 2 and "no benchmark runner for '.tflite' files; known: .onnx, .xml" in res.output
 
 
 def test_runtime_missing_on_this_host(runner, tmp_path, monkeypatch):

@@ -11,6 +11,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
+from edgekd.bench.emulation import can_emulate
+from edgekd.isa import X86_AVX2, X86_VNNI
 from edgekd.models import create_model
 from edgekd.quant import convert, example_input, load_target, prepare, set_mode
 from edgekd.quant.integer_reference import (
@@ -24,6 +26,7 @@ from edgekd.quant.integer_reference import (
     parity_reference,
     unsupported_ops,
 )
+from edgekd.runtime.base import l2_normalize
 
 ort = pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.skipif(not host_supports(OrtMlasX86.name), reason="MLAS x86 kernels only")
@@ -260,3 +263,65 @@ def test_openvino_fused_add_needs_one_conv_branch():
 
     with pytest.raises(UnsupportedPattern, match="one conv branch"):
         OpenVinoCpuX86.add(deq(3), deq(4), torch.tensor(0.2), 128, 0, 255)
+
+
+def _artifact(target: str, tmp_path):
+    """A converted random MobileFaceNet for ``target``, exported with its manifest (trained-like BN
+    statistics for OpenVINO, whose converter drops all-zero biases the twin doesn't model)."""
+    from edgekd.convert.exporters import export_artifact
+    from edgekd.convert.manifest import Manifest, write_manifest
+    from edgekd.models import default_preprocess
+
+    pre = default_preprocess("mobilefacenet_ms1m")
+    converted, spec = _converted_student(target, trained_bn=target.startswith("openvino"))
+    path = export_artifact(converted, spec, tmp_path, pre, "m", True, False)
+    write_manifest(Manifest(target=target, artifact=path.name, preprocess=pre, embedding_size=128), tmp_path)
+    return converted, spec, pre, path
+
+
+def _twin(converted, spec, pre, isa):
+    from edgekd.runtime.torch_backend import TorchEmbedder
+
+    return TorchEmbedder(IntegerReference(converted, spec.converter.reference, isa), pre, name=isa)
+
+
+FACES = np.random.default_rng(0).integers(0, 255, (4, 112, 112, 3), dtype=np.uint8)
+
+
+def _close(a, b) -> bool:
+    """Equal to float precision after L2 normalisation (the runner returns raw embeddings)."""
+    a, b = l2_normalize(a), l2_normalize(b)
+    return np.allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("target", ["onnx-vnni", pytest.param("openvino-vnni", marks=pytest.mark.slow)])
+def test_eight_bit_twin_matches_the_runtime_on_this_hosts_isa(target, tmp_path):
+    """8-bit weights: the twin of *this* host's ISA (exact on VNNI, int16 pair saturation without it)
+    is what the runtime computes here, whichever kind of x86 host runs the suite."""
+    from edgekd.isa import host_isa
+    from edgekd.runtime import load_embedder
+
+    converted, spec, pre, path = _artifact(target, tmp_path)
+    runtime = load_embedder(path, threads=1).embed(FACES)
+    assert _close(_twin(converted, spec, pre, host_isa()).embed(FACES), runtime)
+
+
+@pytest.mark.skipif(not can_emulate(X86_AVX2), reason="x86-avx2 not emulable here: needs qemu-user-static")
+@pytest.mark.parametrize(
+    ("target", "saturates"),
+    [
+        ("onnx", False),
+        ("onnx-vnni", True),
+        pytest.param("openvino", False, marks=pytest.mark.slow),
+        pytest.param("openvino-vnni", True, marks=pytest.mark.slow),
+    ],
+)
+def test_avx2_kernels_under_emulation_compute_the_avx2_twin(target, saturates, tmp_path):
+    """ORT and OpenVINO on QEMU Haswell (AVX2, no VNNI): 7-bit artifacts compute exactly the network of
+    a VNNI host; 8-bit ones compute another, which the saturating twin reproduces."""
+    from edgekd.bench.emulation import emulated_embeddings
+
+    converted, spec, pre, path = _artifact(target, tmp_path)
+    avx2 = emulated_embeddings(path, FACES, X86_AVX2)
+    assert _close(_twin(converted, spec, pre, X86_AVX2).embed(FACES), avx2)
+    assert _close(_twin(converted, spec, pre, X86_VNNI).embed(FACES), avx2) != saturates

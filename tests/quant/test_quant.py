@@ -17,7 +17,7 @@ from edgekd.models import create_model
 from edgekd.quant import convert, example_input, freeze, list_targets, load_target, prepare, set_mode
 from edgekd.quant.annotator import PRELU, WEIGHTED
 
-TARGETS = ["onnx", "openvino", "tflite"]
+TARGETS = ["onnx", "onnx-vnni", "openvino", "openvino-vnni", "tflite"]
 FQ = "activation_post_process"
 DQ_PER_CHANNEL = torch.ops.quantized_decomposed.dequantize_per_channel.default
 
@@ -62,9 +62,12 @@ def test_shipped_targets_mirror_their_runtimes():
         -128,
         127,
     )
-    # weights: symmetric per-channel; narrow [-127, 127] for TFLite/ORT, full int8 for OpenVINO
+    # weights: symmetric per-channel; 7-bit for ORT/OpenVINO (no int16 pair saturation on x86 without
+    # VNNI), narrow [-127, 127] for TFLite; the -vnni variants keep ORT's and OpenVINO's 8-bit ranges
     assert all(s.weights.qscheme == "per_channel_symmetric" for s in (onnx, ov, tfl))
-    assert (tfl.weights.quant_min, onnx.weights.quant_min, ov.weights.quant_min) == (-127, -127, -128)
+    assert (tfl.weights.quant_min, onnx.weights.quant_min, ov.weights.quant_min) == (-127, -63, -63)
+    vnni = [load_target(t).weights for t in ("onnx-vnni", "openvino-vnni")]
+    assert [(w.quant_min, w.quant_max) for w in vnni] == [(-127, 127), (-128, 127)]
     assert onnx.converter.fold_quantize  # ORT reads folded int8 initializers
     assert not ov.converter.fold_quantize and not tfl.converter.fold_quantize
 
