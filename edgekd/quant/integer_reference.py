@@ -75,7 +75,8 @@ class _IntegerInterpreter(Interpreter):
         if n.target in DEQUANTIZE:
             self._note_dequantized(n, args)
         elif n.target in WEIGHTED:
-            if self._note_accumulator(n, args) and _only_requantized(n):
+            noted = self._note_accumulator(n, args)
+            if noted and (_only_requantized(n) or self._float_output_gemm(n)):
                 return self.facts[n].value()  # no float32 conv: nothing reads it
         elif n.target in CLAMPS:
             self._note_clamp(n, args)
@@ -84,6 +85,11 @@ class _IntegerInterpreter(Interpreter):
         elif n.target in QUANTIZE:
             return self._quantize(n, args)
         return super().run_node(n)
+
+    def _float_output_gemm(self, n: Node) -> bool:
+        """A linear read in float (e.g. by the head's BatchNorm): ORT fuses ``DQ → Gemm`` into a QGemm
+        with float output, ``float32(acc) · (sx·sw)`` over the int32 (on AVX2: pair-saturated) sum."""
+        return n.target == aten.linear.default and self.arithmetic.float_output_gemm
 
     def _note_dequantized(self, n: Node, args: tuple) -> None:
         q, scale, zp = args[0], args[1], args[2]

@@ -176,6 +176,7 @@ class OrtMlasX86:
     # the accumulator on x86 without VNNI (edgekd.isa): u8×s8 pairs in saturating int16
     pair_saturated = staticmethod(functools.partial(pair_saturated_accumulator, pairs_span_taps=True))
     float_bias = False  # the bias is rounded to int32 accumulator units
+    float_output_gemm = True  # DQ → Gemm without a Q after it runs as QGemm (integer sum, float out)
     quantized_adds_only = False  # a float add (unquantized input) runs as the converted model's
 
     @staticmethod
@@ -221,6 +222,7 @@ class XnnpackX86(OrtMlasX86):
 
     name = "litert-xnnpack-x86"
     runtime = "litert"
+    float_output_gemm = False  # not checked against this runtime: a float linear stays float
 
     @staticmethod
     def add(a: _Dequantized, b: _Dequantized, out_scale, zp: int, qmin: int, qmax: int) -> torch.Tensor:
@@ -269,6 +271,7 @@ class OpenVinoCpuX86(OrtMlasX86):
 
     name = "openvino-cpu-x86"
     runtime = "openvino"
+    float_output_gemm = False  # not checked against this runtime: a float linear stays float
     pair_saturated = staticmethod(functools.partial(pair_saturated_accumulator, pairs_span_taps=False))
     float_bias = True
     quantized_adds_only = True  # a conv → add edge in float runs as a JIT subgraph not reproduced here

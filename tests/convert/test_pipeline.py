@@ -89,6 +89,10 @@ def test_qat_checkpoint_converts_to_a_fused_int8_onnx_that_matches(qat_ckpt, tmp
     assert manifest["embedding_size"] == 128 and manifest["parity"]["passed"]
     assert manifest["extra"]["parity_vs_float_simulation"]["num_images"] == 16
     assert len(manifest["source_sha256"]) == 64 and manifest["tool_versions"]["onnxruntime"]
+    # 7-bit weights: exact on every ISA, so this host (VNNI or not) computes the deployment arithmetic
+    assert manifest["extra"]["deployment_isas"] == ["x86-avx2", "x86-vnni", "arm64"]
+    assert manifest["extra"]["host_isa"] in manifest["extra"]["deployment_isas"]
+    assert manifest["extra"]["parity_vs_deployment_arithmetic"] is None
     embedder = load_embedder(result.artifact)  # the artifact is an ordinary edgekd model
     faces = np.random.default_rng(0).integers(0, 255, (3, 112, 112, 3), dtype=np.uint8)
     assert embedder.embed(faces).shape == (3, 128)
