@@ -15,4 +15,10 @@ def test_every_subpackage_and_the_targets_ship_in_the_wheel():
         f"add to pyproject: {sorted(on_disk - set(setuptools['packages']))}"
     )
     assert setuptools["package-dir"]["edgekd.targets"] == "targets"
-    assert {p.stem for p in (REPO / "targets").glob("*.yaml")} == {"onnx", "onnx-vnni", "openvino", "openvino-vnni", "tflite"}
+    assert {p.stem for p in (REPO / "targets").glob("*.yaml")} == {
+        "onnx",
+        "onnx-vnni",
+        "openvino",
+        "openvino-vnni",
+        "tflite",
+    }

@@ -67,10 +67,11 @@ def emulated_embeddings(artifact: Path, images: np.ndarray, isa: str, threads: i
     kernels under QEMU: the runner bundle, as ``edgekd bench`` runs it, with one timed run (ignored)."""
     import tempfile
 
-    from edgekd.bench import REGISTRY, _format
+    from edgekd.bench import _format
     from edgekd.bench.bundle import run_local
     from edgekd.bench.runner_script import decode_embeddings
 
+    emulator(isa).prefix()  # no emulator here: say how to get one before any work
     fmt = _format(Path(artifact))
     with tempfile.TemporaryDirectory(prefix="edgekd-emulate-") as tmp:
         run_path, _ = fmt.prepare(Path(artifact), Path(tmp))
@@ -90,5 +91,4 @@ def emulated_embeddings(artifact: Path, images: np.ndarray, isa: str, threads: i
             "seed": 0,
         }
         result = run_local(job, fmt.backend, fmt.module, emulate=isa)
-    del REGISTRY  # imported for its side effect of registering formats
     return decode_embeddings(result["embeddings"])
