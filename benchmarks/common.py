@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from edgekd.info import host_info
+from edgekd.isa import host_isa
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -35,7 +36,8 @@ def write_result(name: str, title: str, body_md: str, payload: dict) -> Path:
     stamp = {
         "command": " ".join(shlex.quote(a) for a in ["python", *sys.argv]),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{cpu['model']}, {cpu['logical_cores']} logical cores, {host['platform']}",
+        "machine": f"{cpu['model']}, {cpu['logical_cores']} logical cores, int8 ISA {host_isa()}, "
+        f"{host['platform']}",
         "git": git_sha(),
     }
     md = RESULTS / f"{name}.md"

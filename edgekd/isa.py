@@ -16,6 +16,7 @@ exact only where accumulation is exact.
 
 from __future__ import annotations
 
+import os
 import platform
 from collections.abc import Iterable
 from pathlib import Path
@@ -47,11 +48,35 @@ def isa_from_flags(arch: str, flags: Iterable[str]) -> str:
     return X86_VNNI if set(flags) & set(VNNI_FLAGS) else X86_AVX2
 
 
-def host_isa(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """This machine's deployment ISA (read from /proc/cpuinfo, not from the Python build)."""
+# oneDNN dispatch levels (ONEDNN_MAX_CPU_ISA) below VNNI: OpenVINO then runs pair-saturating kernels
+ONEDNN_NON_VNNI_LEVELS = ("SSE41", "AVX", "AVX2", "AVX512_CORE")
+
+
+def host_isa(cpuinfo: Path = Path("/proc/cpuinfo"), runtime: str | None = None) -> str:
+    """The ISA whose int8 kernels run in this process: /proc/cpuinfo's flags, corrected by what CPUID says
+    to this process (numpy's runtime detection: under QEMU Haswell /proc/cpuinfo still lists the host's
+    VNNI, CPUID does not) and, for OpenVINO, by oneDNN's ``ONEDNN_MAX_CPU_ISA`` dispatch limit."""
     from edgekd.info import cpu_info
 
-    return isa_from_flags(platform.machine(), cpu_info(cpuinfo)["features"])
+    isa = isa_from_flags(platform.machine(), cpu_info(cpuinfo)["features"])
+    if isa == X86_VNNI and cpuid_lacks_avx512_vnni():
+        isa = X86_AVX2
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if isa == X86_VNNI and runtime == "openvino" and limit in ONEDNN_NON_VNNI_LEVELS:
+        isa = X86_AVX2
+    return isa
+
+
+def cpuid_lacks_avx512_vnni() -> bool:
+    """True when /proc/cpuinfo may claim AVX-512 VNNI but CPUID, as this process sees it, denies it."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_features__ as features
+    from edgekd.info import cpu_info
+
+    claims = "avx512_vnni" in cpu_info()["features"]
+    return claims and features.get("AVX512VNNI") is False
 
 
 def pair_saturating(runtime: str, isa: str) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.bench import report
-from edgekd.bench.profiles import Profile, list_profiles, load_profile
+from edgekd.bench.profiles import Profile, RuntimeChoice, list_profiles, load_profile
 from edgekd.config import from_dict
 from edgekd.errors import ConfigError, ModelError, UnsupportedTargetError
 from edgekd.registry import Registry
@@ -156,23 +156,26 @@ def _estimates(fmt, path: Path, profile: Profile, batch: int, dynamic_batch: boo
         ops = fmt.op_list(path, 1)
     except ModelError as exc:
         return {"precision": "unknown"}, [f"no estimate: {exc}"]
-    choice = profile.runtime_for(fmt.runtime)
-    unit = choice.unit if choice else "cpu"
-    est = estimate(ops, profile.unit(unit), 1, unit)
-    out: dict[str, Any] = {"precision": _precision(ops), "estimate": est.to_dict()}
+    choice = profile.runtime_for(fmt.runtime) or RuntimeChoice(fmt.runtime)
+    unit = choice.unit
+    est = estimate(ops, profile.unit_for(choice), 1, unit)
+    precision = _precision(ops)
+    out: dict[str, Any] = {"precision": precision, "estimate": est.to_dict()}
+    slow = profile.int8_not_faster(fmt.runtime) if precision != "fp32" else None
+    notes = [*est.notes, *([slow] if slow else [])]
     if batch > 1 and dynamic_batch:
-        est_b = estimate(fmt.op_list(path, batch), profile.unit(unit), batch, unit)
+        est_b = estimate(fmt.op_list(path, batch), profile.unit_for(choice), batch, unit)
         out["estimate"]["images_per_s_at_batch"] = round(1e3 * batch / est_b.latency_ms, 2)
     by_profile, units = {}, {}
     for name in list_profiles():
         other = load_profile(name)
         c = other.runtime_for(fmt.runtime)
         if c:
-            by_profile[name] = round(estimate(ops, other.unit(c.unit), 1, c.unit).latency_ms, 3)
+            by_profile[name] = round(estimate(ops, other.unit_for(c), 1, c.unit).latency_ms, 3)
             units[name] = c.unit
     out["estimates_by_profile"] = by_profile
     out["estimate_units"] = units  # where each profile's runtime for this format computes (cpu / gpu)
-    return out, list(est.notes)
+    return out, notes
 
 
 def bench(
@@ -254,6 +257,7 @@ def bench(
     where = f"ssh {target.label}" if target else "local"
     if target is None:
         run_notes += _host_notes(prof, results[0] if results else None)
+    run_notes += _int8_speed_notes(results)
     from edgekd.info import host_info
 
     return BenchRun(opts, prof, where, measured_on or "?", results, pairs, run_notes, host_info())
@@ -276,6 +280,24 @@ def _host_notes(prof: Profile, result: dict | None) -> list[str]:
         notes.append(
             f"this host lacks the profile's {', '.join(missing)}: int8 speed here is not {prof.name}'s"
         )
+    return notes
+
+
+def _int8_speed_notes(results: list[dict]) -> list[str]:
+    """When one run holds float and int8 artifacts of a format, say plainly if int8 was not faster."""
+    notes = []
+    for fmt in sorted({r["format"] for r in results}):
+        same = [r for r in results if r["format"] == fmt and r.get("latency")]
+        floats = [r for r in same if r.get("precision") == "fp32"]
+        for r in (r for r in same if r.get("precision") == "int8"):
+            for f in floats:
+                ratio = f["latency"]["p50_ms"] / r["latency"]["p50_ms"]
+                if ratio <= 1.0:
+                    notes.append(
+                        f"measured: int8 {r['name']} is not faster than float {f['name']} on this host "
+                        f"({fmt}: ×{ratio:.2f}, p50 {r['latency']['p50_ms']:.2f} vs "
+                        f"{f['latency']['p50_ms']:.2f} ms)"
+                    )
     return notes
 
 

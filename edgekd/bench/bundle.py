@@ -55,18 +55,24 @@ def runner_outcome(rc: int, stderr: str, result_path: Path, where: str, module: 
 
 
 def run_local(
-    job: dict, backend: str, module: str, timeout_s: float | None = None, emulate: str | None = None
+    job: dict,
+    backend: str,
+    module: str,
+    timeout_s: float | None = None,
+    emulate: str | None = None,
+    native: bool = True,
 ) -> dict:
     """Run ``job`` (absolute paths) in a fresh local process; returns the runner's result dict.
-    ``emulate``: an ISA this host runs only under QEMU user-mode emulation (:mod:`edgekd.bench.emulation`)."""
+    ``emulate``: another ISA's kernels (:mod:`edgekd.bench.emulation`): the backend's own dispatch limit
+    where it has one and ``native``, else QEMU user-mode emulation."""
     import os
 
     from edgekd.bench.emulation import emulator
 
     prefix, env, where = [], None, "this host"
     if emulate is not None:
-        emu = emulator(emulate)
-        prefix, env, where = emu.prefix(), {**os.environ, **emu.env()}, f"this host, emulated {emulate}"
+        emu = emulator(emulate, backend if native else None)
+        prefix, env, where = emu.prefix(), {**os.environ, **emu.env()}, f"this host, {emulate} via {emu.how}"
     with tempfile.TemporaryDirectory(prefix="edgekd-bench-") as tmp:
         folder = Path(tmp)
         runner = write_bundle(folder, backend)

@@ -277,10 +277,38 @@ def fit(unit: ComputeUnit | None = None, use: list[int] | None = None) -> tuple[
     unit = unit or load_profile(ANCHOR_PROFILE).cpu
     grids = _grids(unit)
     use = list(range(len(ANCHORS))) if use is None else use
-    loss = sum(np.log(grids[i] / ANCHORS[i][2]) ** 2 for i in use)
-    # anchors of one precision leave the other efficiency free: prefer the default then
+    return _argmin(sum(np.log(grids[i] / ANCHORS[i][2]) ** 2 for i in use))
+
+
+def _argmin(loss: np.ndarray) -> tuple[float, float, float]:
     i32, i8, io = np.unravel_index(int(np.argmin(loss)), loss.shape)
     return float(EFF_GRID[i32]), float(EFF_GRID[i8]), float(OVERHEAD_GRID[io])
+
+
+def fit_measured(measured: list[tuple[list[OpCost], float]], unit: ComputeUnit) -> tuple[float, float, float]:
+    """(fp32 efficiency, int8 efficiency, overhead µs) that best predict ``measured`` (op list, ms) pairs
+    on ``unit``: the anchors' fit, for a device someone measured (``benchmarks/x86_profile.py``)."""
+    if not measured:
+        raise ValueError("fit_measured needs at least one (op list, ms) measurement")
+    return _argmin(sum(np.log(_predict_grid(_arrays(ops), unit) / ms) ** 2 for ops, ms in measured))
+
+
+def fit_int8_efficiency(
+    float_ops: list[OpCost], int8_ops: list[OpCost], unit: ComputeUnit, speedup: float
+) -> float:
+    """The int8 efficiency at which ``unit`` (its fp32 efficiency and overhead fixed) runs ``int8_ops``
+    ``speedup`` times faster than ``float_ops``: a runtime measured only as a float/int8 ratio."""
+    from dataclasses import replace
+
+    from edgekd.bench.roofline import estimate
+
+    target = estimate(float_ops, unit).latency_ms / speedup
+    grid = np.round(np.arange(0.01, 1.0001, 0.01), 2)  # finer at the bottom: int8 may be slow
+    errors = [
+        abs(np.log(estimate(int8_ops, replace(unit, int8_efficiency=float(e))).latency_ms / target))
+        for e in grid
+    ]
+    return float(grid[int(np.argmin(errors))])
 
 
 _GRID_CACHE: dict[tuple, list[np.ndarray]] = {}

@@ -6,6 +6,11 @@ OpenVINO dispatch their AVX2 kernels, bit-identical to a real AVX2 CPU (checked 
 it computes are real; its latency is not a device latency (instruction-level emulation) and is never
 reported as one. QEMU's TCG has no AVX-512, so the VNNI path can't be emulated: on a host without VNNI it
 is reachable only through the integer twin.
+
+OpenVINO needs no QEMU for AVX2: oneDNN's dispatcher control ``ONEDNN_MAX_CPU_ISA=AVX2`` makes its CPU
+plugin run its own AVX2 kernels natively on any x86 CPU that has AVX2 (its embeddings equal QEMU
+Haswell's; ``tests/bench/test_emulation.py``). Those are real AVX2 instructions on this core, ~100×
+faster than QEMU, and their latency is a measurement of AVX2 code on this CPU (not of an AVX2-only CPU).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class Emulator:
     binary: str
     cpu: str
     host_arch: str  # the host architecture whose binaries (this venv's Python) it runs
+    how: str = "QEMU user-mode emulation"
 
     def path(self) -> str | None:
         return shutil.which(self.binary)
@@ -45,34 +51,75 @@ class Emulator:
         return {"QEMU_CPU": self.cpu}
 
 
-EMULATORS = {X86_AVX2: Emulator(X86_AVX2, "qemu-x86_64-static", "Haswell", "x86_64")}
+@dataclass(frozen=True)
+class NativeDispatch:
+    """A runtime told by its own switch to dispatch an older ISA's kernels: native, no QEMU."""
+
+    isa: str
+    variable: str
+    value: str
+    host_arch: str
+    needs_flag: str  # the /proc/cpuinfo flag the kernels need on this host
+    how: str
+
+    def path(self) -> str | None:
+        from edgekd.info import cpu_info
+
+        return "native" if self.needs_flag in cpu_info()["features"] else None
+
+    def prefix(self) -> list[str]:
+        if self.path() is None:
+            raise UnsupportedTargetError(f"{self.how} needs a CPU with {self.needs_flag}")
+        return []
+
+    def env(self) -> dict[str, str]:
+        return {self.variable: self.value}
 
 
-def emulator(isa: str) -> Emulator:
+EMULATORS = {X86_AVX2: Emulator(X86_AVX2, "qemu-x86_64-static", "Haswell", "x86_64", "QEMU Haswell")}
+# (bench backend, ISA) -> the runtime's own dispatch limit, preferred to QEMU where it exists
+DISPATCH = {
+    ("device_openvino", X86_AVX2): NativeDispatch(
+        X86_AVX2, "ONEDNN_MAX_CPU_ISA", "AVX2", "x86_64", "avx2", "oneDNN's AVX2 kernels (ONEDNN_MAX_CPU_ISA)"
+    )
+}
+
+
+def emulator(isa: str, backend: str | None = None) -> Emulator | NativeDispatch:
+    """How to run ``isa``'s kernels here: the backend's own dispatch limit if it has one, else QEMU."""
+    if (backend, isa) in DISPATCH:
+        return DISPATCH[(backend, isa)]
     if isa not in EMULATORS:
         raise UnsupportedTargetError(f"no emulator for ISA '{isa}' (known: {', '.join(EMULATORS)})")
     return EMULATORS[isa]
 
 
-def can_emulate(isa: str) -> bool:
-    """Whether this host can run ``isa``'s kernels under QEMU (the binary exists, same architecture)."""
+def can_emulate(isa: str, backend: str | None = None) -> bool:
+    """Whether this host can run ``isa``'s kernels (the binary or CPU flag exists, same architecture)."""
     import platform
 
-    emu = EMULATORS.get(isa)
-    return emu is not None and emu.path() is not None and platform.machine().lower() == emu.host_arch
+    try:
+        emu = emulator(isa, backend)
+    except UnsupportedTargetError:
+        return False
+    return emu.path() is not None and platform.machine().lower() == emu.host_arch
 
 
-def emulated_embeddings(artifact: Path, images: np.ndarray, isa: str, threads: int = 1) -> np.ndarray:
+def emulated_embeddings(
+    artifact: Path, images: np.ndarray, isa: str, threads: int = 1, qemu: bool = False
+) -> np.ndarray:
     """Embeddings of ``images`` ((N, H, W, 3) uint8 RGB) computed by the artifact's runtime on ``isa``'s
-    kernels under QEMU: the runner bundle, as ``edgekd bench`` runs it, with one timed run (ignored)."""
+    kernels (its own dispatch limit, or QEMU; ``qemu=True`` forces QEMU): the runner bundle, as
+    ``edgekd bench`` runs it, with one timed run (ignored)."""
     import tempfile
 
     from edgekd.bench import _format
     from edgekd.bench.bundle import run_local
     from edgekd.bench.runner_script import decode_embeddings
 
-    emulator(isa).prefix()  # no emulator here: say how to get one before any work
     fmt = _format(Path(artifact))
+    backend = None if qemu else fmt.backend
+    emulator(isa, backend).prefix()  # no emulator here: say how to get one before any work
     with tempfile.TemporaryDirectory(prefix="edgekd-emulate-") as tmp:
         run_path, _ = fmt.prepare(Path(artifact), Path(tmp))
         np.save(Path(tmp) / "images.npy", np.ascontiguousarray(images, dtype=np.uint8))
@@ -90,5 +137,5 @@ def emulated_embeddings(artifact: Path, images: np.ndarray, isa: str, threads: i
             "embed_batch": 16,
             "seed": 0,
         }
-        result = run_local(job, fmt.backend, fmt.module, emulate=isa)
+        result = run_local(job, fmt.backend, fmt.module, emulate=isa, native=not qemu)
     return decode_embeddings(result["embeddings"])

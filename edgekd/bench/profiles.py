@@ -13,7 +13,7 @@ turns into a latency for users without the device. A new device is one new YAML 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -91,13 +91,23 @@ class GpuUnit(ComputeUnit):
 @dataclass(frozen=True)
 class RuntimeChoice:
     """One way to run on the device. ``providers`` are ONNX Runtime execution providers in preference
-    order, ``delegate`` a TFLite delegate, ``device`` an OpenVINO device; ``unit`` is where it computes."""
+    order, ``delegate`` a TFLite delegate, ``device`` an OpenVINO device; ``unit`` is where it computes.
+    ``fp32_efficiency``/``int8_efficiency`` override the unit's for this runtime where its kernels were
+    measured to differ (on x86 without VNNI XNNPACK's int8 is no faster than its fp32)."""
 
     runtime: Literal["tflite", "onnxruntime", "openvino"]
     unit: Literal["cpu", "gpu"] = "cpu"
     providers: tuple[str, ...] = ()
     delegate: str | None = None
     device: str | None = None
+    fp32_efficiency: float | None = None
+    int8_efficiency: float | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("fp32_efficiency", "int8_efficiency"):
+            value = getattr(self, key)
+            if value is not None and not 0 < value <= 1:
+                raise ConfigError(f"{self.runtime}: {key} must be in (0, 1], got {value}")
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,30 @@ class Profile:
         if unit is None:
             raise ConfigError(f"profile {self.name} has no {name}")
         return unit
+
+    def unit_for(self, choice: RuntimeChoice) -> ComputeUnit:
+        """The unit ``choice`` computes on, with that runtime's measured efficiencies where given."""
+        overrides = {
+            key: getattr(choice, key)
+            for key in ("fp32_efficiency", "int8_efficiency")
+            if getattr(choice, key) is not None
+        }
+        return replace(self.unit(choice.unit), **overrides)
+
+    def int8_not_faster(self, runtime: str) -> str | None:
+        """A plain sentence when ``runtime``'s int8 kernels here compute no faster than its fp32 ones."""
+        choice = self.runtime_for(runtime)
+        if choice is None:
+            return None
+        unit = self.unit_for(choice)
+        int8, fp32 = unit.int8_gops * unit.int8_efficiency, unit.fp32_gops * unit.fp32_efficiency
+        if int8 > 1.1 * fp32:
+            return None
+        return (
+            f"on {self.name}, {runtime}'s int8 kernels are not faster than its float ones "
+            f"({int8:.0f} vs {fp32:.0f} effective Gop/s in this profile, from measurements): an int8 "
+            "artifact saves memory here, not time"
+        )
 
 
 def profiles_dir() -> Path:

@@ -26,9 +26,10 @@ from edgekd.convert.images import face_images
 from edgekd.convert.int8_share import Int8ShareReport, int8_share
 from edgekd.convert.manifest import Manifest, checkpoint_sha256, tool_versions, write_manifest
 from edgekd.convert.parity import ParityReport, check_parity
+from edgekd.convert.weight_range import artifact_weight_bound
 from edgekd.data.preprocess import PreprocessSpec
 from edgekd.errors import ConversionError, ModelError
-from edgekd.isa import DESCRIPTIONS, host_isa
+from edgekd.isa import DESCRIPTIONS, MAX_EXACT_WEIGHT, exact_isas, host_isa
 from edgekd.models import create_model, default_preprocess, detect_architecture, load_state_dict_file
 from edgekd.quant import calibrate, convert, example_input, load_target, prepare, set_mode, strip_fake_quant
 from edgekd.quant.integer_reference import IntegerReference, parity_reference
@@ -162,25 +163,43 @@ def _mode(source: _Source, float_: bool, ptq: bool) -> str:
 def _ptq_artifact(
     source: _Source, spec: TargetSpec, out: Path, pre: PreprocessSpec, calib: np.ndarray, dynamic: bool
 ) -> Path:
-    """PTQ with each runtime's own tool: ORT quantize_static, NNCF, litert-torch's PT2E quantizer."""
+    """PTQ with each runtime's own tool: ORT quantize_static, NNCF, litert-torch's PT2E quantizer. A
+    portable target (weights |w| ≤ 64) gets the tool's own 7-bit option: ORT ``reduce_range``, NNCF
+    ``overflow_fix="enable"``; an 8-bit one the tool's default."""
     from edgekd.convert import ptq as runtime_ptq
+
+    portable = spec.weight_bound <= MAX_EXACT_WEIGHT
 
     if spec.runtime == "onnxruntime":
         float_path = export_artifact(
             source.float_model, spec, out / "float_src", pre, "model", False, dynamic
         )
         act = spec.activations.dtype
-        return runtime_ptq.onnx_ptq(float_path, out / "model.onnx", calib, pre, activation_type=act)
+        return runtime_ptq.onnx_ptq(
+            float_path, out / "model.onnx", calib, pre, activation_type=act, reduce_range=portable
+        )
     if spec.runtime == "openvino":
         float_path = export_artifact(
             source.float_model, spec, out / "float_src", pre, "model", False, dynamic
         )
-        runtime_ptq.openvino_ptq(float_path, calib, pre, out / "model.xml")
+        fix = "enable" if portable else "first_layer_only"
+        runtime_ptq.openvino_ptq(float_path, calib, pre, out / "model.xml", overflow_fix=fix)
         return out / "model.xml"
     prepared = prepare(source.float_model, spec, example_input(batch=2), qat=False)
     x = torch.from_numpy(pre.apply(calib))
     calibrate(prepared, x.split(32))
     return export_artifact(convert(prepared, spec), spec, out, pre, "model", True, dynamic)
+
+
+def _deployment_isas(spec: TargetSpec, mode: str, artifact: Path) -> tuple[str, ...]:
+    """Where the artifact computes its network exactly: a QAT artifact's weights are the spec's; a PTQ
+    tool's are read from the file (ORT/NNCF decide the range, and their 8-bit defaults exceed 64)."""
+    if mode == "float":
+        return ()
+    if mode == "qat":
+        return spec.exact_isas
+    bound = artifact_weight_bound(artifact)
+    return exact_isas(spec.runtime, bound if bound is not None else 0)
 
 
 def _embedding_size(model: nn.Module) -> int:
@@ -233,7 +252,7 @@ def convert_checkpoint(
     else:
         reference = convert(source.qat_model, spec) if mode == "qat" else source.float_model
         artifact = export_artifact(reference, spec, out, pre, "model", mode == "qat", dynamic_batch)
-    host, deploy = host_isa(), spec.exact_isas if mode != "float" else ()
+    host, deploy = host_isa(runtime=spec.runtime), _deployment_isas(spec, mode, artifact)
     check_against, deployed = reference, None
     if mode == "qat":
         check_against = parity_reference(reference, _reference_kind(spec), host)

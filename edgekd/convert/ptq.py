@@ -69,8 +69,12 @@ def onnx_ptq(
     activation_type: str = "uint8",
     per_channel: bool = True,
     calibrate_method: str = "minmax",
+    reduce_range: bool = False,
 ) -> Path:
     """Quantize a float ONNX face model with ORT's ``quantize_static`` (QDQ); returns ``out``.
+
+    ``reduce_range`` quantizes weights to 7 bits ([-64, 64]): ORT's own answer to the int16 pair
+    saturation of its AVX2 kernels, which makes the artifact exact on every CPU (:mod:`edgekd.isa`).
 
     ``spec`` defaults to what the float model declares; it is written into the output's metadata, so
     the artifact loads with :func:`edgekd.runtime.load_embedder` without ``--preprocess``.
@@ -102,6 +106,7 @@ def onnx_ptq(
             activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
+            reduce_range=reduce_range,
             calibrate_method=getattr(CalibrationMethod, method),
         )
     except Exception as exc:
@@ -118,20 +123,26 @@ def openvino_ptq(
     spec: PreprocessSpec,
     out: str | Path | None = None,
     preset: str = "performance",
+    overflow_fix: str = "first_layer_only",
 ) -> ov.Model:
     """Quantize an OpenVINO model with ``nncf.quantize`` on preprocessed faces; save IR to ``out`` if given.
 
     ``preset="performance"`` (symmetric activations) is NNCF's CPU default; ``"mixed"`` uses asymmetric
-    activations. The IR is saved with ``compress_to_fp16=False``: fp16 compression of the float parts
-    would add an error that parity would then blame on quantization.
+    activations. ``overflow_fix`` is NNCF's answer to the int16 pair saturation of oneDNN's non-VNNI
+    kernels: ``"enable"`` quantizes every dense conv/FC weight to 7 bits (exact on every CPU),
+    ``"first_layer_only"`` (NNCF's default) only the first, ``"disable"`` none. The IR is saved with
+    ``compress_to_fp16=False``: fp16 compression of the float parts would add an error that parity
+    would then blame on quantization.
     """
     import nncf
     import openvino as ov
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
     from edgekd.runtime.openvino_backend import read_openvino_model
 
     presets = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
     _check_choice("preset", preset, tuple(presets))
+    _check_choice("overflow_fix", overflow_fix, tuple(f.value for f in OverflowFix))
     if isinstance(model, str | Path):
         model = read_openvino_model(model)
     dim0 = model.inputs[0].get_partial_shape()[0]
@@ -144,6 +155,7 @@ def openvino_ptq(
             preset=presets[preset],
             target_device=nncf.TargetDevice.CPU,
             subset_size=len(batches),
+            advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix(overflow_fix)),
         )
     except Exception as exc:
         raise ConversionError(f"nncf.quantize failed on {model.get_friendly_name()}: {exc}") from exc

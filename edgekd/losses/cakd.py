@@ -5,11 +5,24 @@ are projected to a common width ``d`` (one linear map per side), mapped by one s
 :class:`~edgekd.losses.urfm.URFM` onto ``L`` local centres with unified receptive fields, ``h_T, h_S``
 ``(N, L, d)``, and passed through one shared multi-head self-attention (MHSA) layer. Then::
 
-    L = w_mhsa · MSE(LN(MHSA(h_S)), LN(MHSA(h_T)))  +  w_attn · Σ_keys MSE(A_S, A_T)
+    L = w_mhsa · align(MHSA(h_S), MHSA(h_T))  +  w_attn · Σ_keys MSE(A_S, A_T)
 
 ``A`` ``(N, heads, L, L)`` are the MHSA attention maps; their squared error is summed over the key axis
 (each row is a distribution) and averaged over batch, heads and queries, so ``w_attn`` does not have to
-scale with ``L``. ``LN`` is a LayerNorm without parameters: nothing in the loss can shrink to zero.
+scale with ``L``.
+
+``align`` (edgekd's reading of the abstract, not the paper's text; docs/methods/cakd.md):
+
+* ``"infonce"`` (default): per centre ``l``, the student token of image ``i`` must pick out the teacher
+  token of the same image among the batch's (``N × N`` cosine logits / ``temperature``, symmetric cross
+  entropy, averaged over centres). Outputs that do not depend on the input score ``log N``, its maximum
+  for uninformative logits, so the shared trainable mapping cannot win by making both sides constant.
+* ``"vicreg"``: ``MSE(LN(·), LN(·))`` plus VICReg's variance hinge (each feature's batch std ≥ 1) and
+  covariance penalty on both sides.
+* ``"mse"``: ``MSE(LN(·), LN(·))`` alone, the earlier form: it falls to ~0 on *unrelated* inputs
+  (``benchmarks/cakd_collapse.py``), kept for comparison.
+
+``LN`` is a LayerNorm without parameters.
 
 Gradients (docs/methods/cakd.md): the student side trains the student, its projection and the shared
 mapping. The teacher side trains the teacher projection and, with ``adapt_teacher`` (APT), the prompts
@@ -26,6 +39,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -37,6 +51,7 @@ from edgekd.losses.urfm import URFM
 
 TOKENS_KEY = "tokens"
 PROMPT_TOKENS_KEY = "prompt_tokens"
+ALIGNMENTS = ("infonce", "vicreg", "mse")
 
 
 class SelfAttention(nn.Module):
@@ -76,7 +91,8 @@ class CAKD(LossTerm):
     ``γ``, ``bucket_unit`` (pixels per exact bucket), ``mhsa_weight``, ``attn_weight``,
     ``student_feature`` (key in ``student.features``), ``use_prompts`` (prompt outputs join the teacher
     side as position-free tokens), ``adapt_teacher`` (let the loss reach the prompts),
-    ``mapping_grad``.
+    ``mapping_grad``, ``align`` (``"infonce"``, ``"vicreg"`` or ``"mse"``), ``temperature``
+    (InfoNCE), ``var_weight`` and ``cov_weight`` (VICReg).
 
     >>> term = CAKD(student_channels=512, teacher_channels=192, num_centres=16, gamma=1.0)
     """
@@ -99,6 +115,10 @@ class CAKD(LossTerm):
         use_prompts: bool = True,
         adapt_teacher: bool = True,
         mapping_grad: Literal["student", "both"] = "student",
+        align: Literal["infonce", "vicreg", "mse"] = "infonce",
+        temperature: float = 0.1,
+        var_weight: float = 1.0,
+        cov_weight: float = 0.04,
     ):
         super().__init__()
         if min(student_channels, teacher_channels) < 1:
@@ -110,6 +130,14 @@ class CAKD(LossTerm):
             raise ConfigError(f"cakd: weights must be finite and >= 0, got {mhsa_weight} and {attn_weight}")
         if mapping_grad not in ("student", "both"):
             raise ConfigError(f"cakd: mapping_grad must be 'student' or 'both', got {mapping_grad!r}")
+        if align not in ALIGNMENTS:
+            raise ConfigError(f"cakd: align must be one of {', '.join(ALIGNMENTS)}, got {align!r}")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ConfigError(f"cakd: temperature must be > 0, got {temperature}")
+        if min(var_weight, cov_weight) < 0:
+            raise ConfigError(f"cakd: var_weight and cov_weight must be >= 0, got {var_weight}, {cov_weight}")
+        self.align, self.temperature = align, temperature
+        self.var_weight, self.cov_weight = var_weight, cov_weight
         self.student_channels, self.teacher_channels = student_channels, teacher_channels
         self.mhsa_weight, self.attn_weight = mhsa_weight, attn_weight
         self.student_feature, self.use_prompts = student_feature, use_prompts
@@ -140,9 +168,19 @@ class CAKD(LossTerm):
         fmap, tokens, prompts = self.inputs(student, teacher)
         out_s, attn_s = self.map_student(fmap)
         out_t, attn_t = self.map_teacher(tokens, prompts)
-        mhsa = F.mse_loss(_unit(out_s), _unit(out_t))
         attn = (attn_s - attn_t).pow(2).sum(dim=-1).mean()
-        return self.mhsa_weight * mhsa + self.attn_weight * attn
+        return self.mhsa_weight * self.alignment(out_s, out_t) + self.attn_weight * attn
+
+    def alignment(self, out_s: Tensor, out_t: Tensor) -> Tensor:
+        """The ``align`` term between MHSA outputs ``(N, L, dim)`` of the two sides."""
+        if self.align == "infonce":
+            spread = sum(_variance_covariance(_unit(o), self.var_weight, 0.0) for o in (out_s, out_t))
+            return batch_infonce(out_s, out_t, self.temperature) + spread
+        mse = F.mse_loss(_unit(out_s), _unit(out_t))
+        if self.align == "mse":
+            return mse
+        spread = sum(_variance_covariance(_unit(o), self.var_weight, self.cov_weight) for o in (out_s, out_t))
+        return mse + spread
 
     def inputs(self, student: StudentOut, teacher: TeacherOut) -> tuple[Tensor, Tensor, Tensor | None]:
         """Checked ``(student map (N, C, H, W), teacher tokens (N, N_T, d_T), prompts or None)``."""
@@ -183,6 +221,35 @@ def _check_shapes(fmap: Tensor, tokens: Tensor, prompts: Tensor | None, c_s: int
         )
     if prompts is not None and (prompts.ndim != 3 or prompts.shape[::2] != tokens.shape[::2]):
         raise ValueError(f"loss 'cakd': prompt tokens must be (N, P, {c_t}), got {tuple(prompts.shape)}")
+
+
+def batch_infonce(out_s: Tensor, out_t: Tensor, temperature: float) -> Tensor:
+    """Symmetric InfoNCE per centre over the batch: ``(N, L, d)`` pairs, positives on the diagonal.
+    ``log N`` for input-independent outputs; needs N ≥ 2 (one image has no negatives)."""
+    n, centres = out_s.shape[:2]
+    if n < 2:
+        raise ValueError("loss 'cakd' with align='infonce' needs a batch of at least 2 images")
+    s = F.normalize(out_s, dim=-1).transpose(0, 1)  # (L, N, d)
+    t = F.normalize(out_t, dim=-1).transpose(0, 1)
+    logits = (s @ t.transpose(1, 2) / temperature).reshape(centres * n, n)  # (L·N, N)
+    target = torch.arange(n, device=out_s.device).repeat(centres)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(_by_teacher(logits, centres, n), target))
+
+
+def _by_teacher(logits: Tensor, centres: int, n: int) -> Tensor:
+    """The same logits with teacher tokens as queries (the transposed N × N block of every centre)."""
+    return logits.reshape(centres, n, n).transpose(1, 2).reshape(centres * n, n)
+
+
+def _variance_covariance(x: Tensor, var_weight: float, cov_weight: float) -> Tensor:
+    """VICReg's spread terms on ``(N, L, d)``, features = (centre, channel): hinge on each feature's batch
+    std below 1, and the mean squared off-diagonal covariance."""
+    z = x.flatten(1)  # (N, L·d)
+    z = z - z.mean(dim=0)
+    std = torch.sqrt(z.var(dim=0) + 1e-4)
+    cov = (z.T @ z) / max(z.shape[0] - 1, 1)
+    off = cov - torch.diag(torch.diagonal(cov))
+    return var_weight * F.relu(1 - std).mean() + cov_weight * off.pow(2).sum() / z.shape[1]
 
 
 def _unit(x: Tensor) -> Tensor:

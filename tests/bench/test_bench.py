@@ -162,3 +162,16 @@ def test_options_are_validated_once():
         from_dict(BenchOptions, {"artifacts": ["a"], "profile": "x86", "run": 3})
     with pytest.raises(ConfigError, match="no artifact given"):
         BenchOptions(artifacts=(), profile="x86")
+
+
+def test_bench_says_when_int8_was_not_faster_than_float():
+    from edgekd.bench import _int8_speed_notes
+
+    def row(name, precision, p50, fmt="onnx"):
+        return {"name": name, "format": fmt, "precision": precision, "latency": {"p50_ms": p50}}
+
+    slow = [row("f.onnx", "fp32", 8.0), row("q.onnx", "int8", 8.5), row("q.tflite", "int8", 1.0, "tflite")]
+    (note,) = _int8_speed_notes(slow)
+    assert "int8 q.onnx is not faster than float f.onnx" in note and "×0.94" in note
+    assert _int8_speed_notes([row("f.onnx", "fp32", 8.0), row("q.onnx", "int8", 5.6)]) == []
+    assert _int8_speed_notes([row("q.onnx", "int8", 5.6)]) == []  # nothing to compare with

@@ -27,3 +27,21 @@ def test_missing_qemu_says_how_to_install_it(monkeypatch, tmp_path):
     model.write_bytes(b"")
     with pytest.raises(UnsupportedTargetError, match="qemu-user-static"):
         emulation.emulated_embeddings(model, np.zeros((1, 112, 112, 3), np.uint8), X86_AVX2)
+
+
+def test_openvino_runs_avx2_natively_through_onednns_dispatch_limit():
+    """OpenVINO needs no QEMU for AVX2: oneDNN's own ISA switch, on any x86 CPU with AVX2."""
+    emu = emulation.emulator(X86_AVX2, "device_openvino")
+    assert emu.env() == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    if emulation.can_emulate(X86_AVX2, "device_openvino"):
+        assert emu.prefix() == []  # no QEMU binary in front of the runner
+    assert isinstance(emulation.emulator(X86_AVX2, "device_ort"), emulation.Emulator)  # MLAS: QEMU only
+    with pytest.raises(UnsupportedTargetError, match="no emulator for ISA 'arm64'"):
+        emulation.emulator(ARM64, "device_openvino")
+
+
+def test_native_dispatch_needs_the_cpu_flag(monkeypatch):
+    monkeypatch.setattr("edgekd.info.cpu_info", lambda *a: {"features": ["sse4_2"]})
+    assert not emulation.can_emulate(X86_AVX2, "device_openvino")
+    with pytest.raises(UnsupportedTargetError, match="needs a CPU with avx2"):
+        emulation.emulator(X86_AVX2, "device_openvino").prefix()

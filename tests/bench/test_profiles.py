@@ -78,3 +78,26 @@ def test_bad_profiles_are_rejected_with_the_key(tmp_path):
         load_profile(_write(tmp_path, "nobw", **{"cpu.memory_gbs": 0}))
     with pytest.raises(ConfigError, match="bad value 'tensorflow'"):
         load_profile(_write(tmp_path, "rt", runtimes=[{"runtime": "tensorflow"}]))
+
+
+def test_a_runtime_can_override_the_units_efficiency(tmp_path):
+    """On x86 without VNNI XNNPACK's int8 is no faster than its fp32 (issue #15): the profile says so per
+    runtime, the roofline uses it, and bench can say it plainly."""
+    runtimes = [{"runtime": "tflite", "int8_efficiency": 0.1}, {"runtime": "onnxruntime"}]
+    profile = load_profile(_write(tmp_path, "slowint8", runtimes=runtimes))
+    tflite, ort = (profile.unit_for(profile.runtime_for(r)) for r in ("tflite", "onnxruntime"))
+    assert tflite.int8_efficiency == 0.1 and tflite.fp32_efficiency == profile.cpu.fp32_efficiency
+    assert ort == profile.cpu
+    # rpi4: int8 peak 2× fp32; 0.1 × 96 < 1.1 × 0.31 × 48, while the fitted 0.52 is 3.4× faster
+    assert "not faster than its float ones" in profile.int8_not_faster("tflite")
+    assert profile.int8_not_faster("onnxruntime") is None and profile.int8_not_faster("openvino") is None
+    with pytest.raises(ConfigError, match=r"int8_efficiency must be in \(0, 1\]"):
+        load_profile(_write(tmp_path, "bad", runtimes=[{"runtime": "tflite", "int8_efficiency": 1.5}]))
+
+
+def test_x86_profile_knows_xnnpack_int8_is_not_faster_without_vnni():
+    assert load_profile("x86").int8_not_faster("tflite") is not None
+    assert load_profile("x86").int8_not_faster("onnxruntime") is None
+    assert all(
+        load_profile("x86-vnni").int8_not_faster(r) is None for r in ("tflite", "onnxruntime", "openvino")
+    )

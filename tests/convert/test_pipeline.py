@@ -12,13 +12,15 @@ import torch
 from edgekd.config import load_config
 from edgekd.convert.images import face_images
 from edgekd.convert.pipeline import convert_checkpoint
+from edgekd.convert.weight_range import artifact_weight_bound
 from edgekd.errors import ConversionError, ModelError
+from edgekd.isa import MAX_EXACT_WEIGHT
 from edgekd.models import create_model, default_preprocess
 from edgekd.paths import shared_dir
 from edgekd.runtime import load_embedder
 from edgekd.train.config import DistillConfig
 from edgekd.train.trainer import Distiller
-from tests.helpers import tiny_onnx
+from tests.helpers import make_lfw, tiny_onnx
 
 # The benchmark student's architecture (ReLU6, conv head). A 16-channel toy MobileFaceNet was tried and
 # dropped: ORT's basic graph optimizations move its embeddings to cosine 0.99 of the PT2E model (0.9998
@@ -109,6 +111,18 @@ def test_float_checkpoint_needs_ptq_or_float(tmp_path):
         convert_checkpoint(ckpt, "onnx", out=tmp_path / "x")
     with pytest.raises(ConversionError, match="--ptq needs --calib"):
         convert_checkpoint(ckpt, "onnx", out=tmp_path / "x", ptq=True)
+    # PTQ follows the target's weight rule with ORT's own option (reduce_range), and the deployment ISAs
+    # come from the weights the tool wrote, not from the spec
+    calib = make_lfw(tmp_path / "calib", "1\t1", [], {"a": 8, "b": 8})
+    isas = {}
+    for target in ("onnx", "onnx-vnni"):
+        result = convert_checkpoint(
+            ckpt, target, tmp_path / target, ptq=True, calib=calib, num_calib=16, num_parity=4, threads=1
+        )
+        isas[target] = set(result.deployment_isas)
+        bound = artifact_weight_bound(result.artifact)
+        assert (bound <= MAX_EXACT_WEIGHT) == (target == "onnx")
+    assert isas == {"onnx": {"x86-avx2", "x86-vnni", "arm64"}, "onnx-vnni": {"x86-vnni", "arm64"}}
 
 
 def test_missing_checkpoint(tmp_path):

@@ -8,7 +8,9 @@ import pytest
 
 from edgekd.convert.parity import check_parity
 from edgekd.convert.ptq import calibration_batches, onnx_ptq, openvino_ptq
+from edgekd.convert.weight_range import artifact_weight_bound
 from edgekd.errors import DataError, ModelError
+from edgekd.isa import ARM64, MAX_EXACT_WEIGHT, X86_AVX2, X86_VNNI, exact_isas
 from edgekd.runtime import load_embedder
 from edgekd.runtime.loaders import METADATA_KEY
 from edgekd.runtime.openvino_backend import OpenVinoEmbedder, runtime_precisions
@@ -66,3 +68,31 @@ def test_bad_options(float_onnx, tmp_path):
         onnx_ptq(tmp_path / "missing.onnx", tmp_path / "q.onnx", faces(2))
     with pytest.raises(ModelError, match="preset"):
         openvino_ptq(tmp_path / "missing.xml", faces(2), SPEC, preset="fast")
+
+
+def test_onnx_ptq_reduce_range_gives_weights_exact_on_every_cpu(float_onnx, tmp_path):
+    """ORT's ``reduce_range`` is the tools' own 7-bit rule: no u8×s8 pair can saturate on AVX2."""
+    wide = onnx_ptq(float_onnx, tmp_path / "q8.onnx", faces(16))
+    narrow = onnx_ptq(float_onnx, tmp_path / "q7.onnx", faces(16), reduce_range=True)
+    assert artifact_weight_bound(wide) == 127  # symmetric per-channel: each channel's max hits 127
+    assert artifact_weight_bound(narrow) <= MAX_EXACT_WEIGHT
+    assert set(exact_isas("onnxruntime", artifact_weight_bound(narrow))) == {X86_AVX2, X86_VNNI, ARM64}
+    assert X86_AVX2 not in exact_isas("onnxruntime", artifact_weight_bound(wide))
+
+
+def test_openvino_overflow_fix_limits_dense_weights_only(tmp_path):
+    model = export_openvino(tiny_model())
+    bounds = {}
+    for fix in ("enable", "disable"):
+        openvino_ptq(model, faces(8), SPEC, tmp_path / f"{fix}.xml", overflow_fix=fix)
+        bounds[fix] = artifact_weight_bound(tmp_path / f"{fix}.xml")
+    assert bounds["enable"] <= MAX_EXACT_WEIGHT < bounds["disable"]
+    with pytest.raises(ModelError, match="overflow_fix"):
+        openvino_ptq(model, faces(2), SPEC, overflow_fix="sometimes")
+
+
+def test_weight_bound_of_float_and_unknown_artifacts(float_onnx, tmp_path):
+    assert artifact_weight_bound(float_onnx) is None  # no int8 weights: nothing can saturate
+    assert artifact_weight_bound(tmp_path / "model.tflite") is None  # XNNPACK widens first
+    with pytest.raises(ModelError, match=r"\.pt"):
+        artifact_weight_bound(tmp_path / "model.pt")

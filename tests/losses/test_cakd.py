@@ -8,7 +8,7 @@ import torch
 
 from edgekd.errors import ConfigError, ModelError
 from edgekd.losses import LossSpec, build_objective
-from edgekd.losses.cakd import CAKD
+from edgekd.losses.cakd import CAKD, batch_infonce
 from edgekd.losses.outputs import StudentOut, TeacherOut
 from edgekd.losses.urfm import (
     ARCFACE_LANDMARKS,
@@ -174,7 +174,7 @@ def test_loss_for_several_token_and_pixel_grids(patch_size: int, side: int) -> N
 
 @pytest.mark.parametrize("mapping_grad", ["student", "both"])
 def test_loss_exactly_zero_for_identical_sides(mapping_grad: str) -> None:
-    term = tiny_term(student_channels=DT, mapping_grad=mapping_grad)
+    term = tiny_term(student_channels=DT, mapping_grad=mapping_grad, align="mse")
     tokens = torch.randn(N, 49, DT)
     fmap = tokens.transpose(1, 2).reshape(N, DT, 7, 7)  # the same features as a 7x7 pixel map
     student = StudentOut(torch.zeros(N, 8), features={"last_map": fmap})
@@ -217,6 +217,9 @@ def test_registered_with_options_and_teacher_feature_flag() -> None:
         ({"num_buckets": 1}, "num_buckets"),
         ({"gamma": -1.0}, "gamma"),
         ({"attn_weight": -1.0}, "weights"),
+        ({"align": "cosine"}, "align must be one of infonce, vicreg, mse"),
+        ({"temperature": 0.0}, "temperature"),
+        ({"var_weight": -1.0}, "var_weight"),
     ],
 )
 def test_bad_options(options: dict, message: str) -> None:
@@ -237,3 +240,57 @@ def test_bad_inputs_say_what_to_do() -> None:
         term(
             student_out(), TeacherOut(torch.zeros(N, 8), features={"tokens": torch.randn(N, 50, DT)}), labels
         )
+
+
+# --- collapse-proof alignment -------------------------------------------------------------------
+
+
+def test_batch_infonce_known_values() -> None:
+    constant = torch.ones(4, 3, 8)  # every image the same: uninformative logits
+    assert torch.allclose(batch_infonce(constant, constant, 0.1), torch.log(torch.tensor(4.0)))
+    separated = torch.eye(4)[:, None, :].expand(4, 3, 4)  # image i = unit vector e_i at every centre
+    assert batch_infonce(separated, separated, 0.01) < 1e-6
+    assert batch_infonce(separated, separated.roll(1, dims=0), 0.01) > 50  # every positive mismatched
+    with pytest.raises(ValueError, match="at least 2 images"):
+        batch_infonce(constant[:1], constant[:1], 0.1)
+
+
+def _train_alone(align: str, related: bool, steps: int = 200) -> tuple[float, float, float]:
+    """Optimise only the term's parameters (as benchmarks/cakd_collapse.py): (first loss, last loss,
+    smaller of the two sides' batch std of the normalised outputs at the end)."""
+    torch.manual_seed(0)
+    term = CAKD(32, 24, dim=16, num_centres=4, heads=2, align=align)
+    opt = torch.optim.AdamW(term.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(1)
+    relation = torch.randn(32, 24, generator=gen) / 32**0.5
+    losses = []
+    for _ in range(steps):
+        fmap = torch.randn(8, 32, 6, 6, generator=gen)
+        tokens = (
+            fmap.flatten(2).transpose(1, 2) @ relation if related else torch.randn(8, 36, 24, generator=gen)
+        )
+        student = StudentOut(torch.zeros(8, 4), features={"last_map": fmap})
+        loss = term(student, TeacherOut(torch.zeros(8, 4), features={"tokens": tokens}), None)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    with torch.no_grad():
+        stds = [
+            float(torch.nn.functional.layer_norm(o, o.shape[-1:]).std(0).mean())
+            for o in (term.map_student(fmap)[0], term.map_teacher(tokens)[0])
+        ]
+    return losses[0], losses[-1], min(stds)
+
+
+def test_infonce_alignment_cannot_collapse_on_unrelated_inputs() -> None:
+    _, last, std = _train_alone("infonce", related=False)
+    assert last > 0.9 * torch.log(torch.tensor(8.0))  # no better than chance: nothing to align
+    assert std >= 0.5  # outputs stay input-dependent
+    _, mse_last, mse_std = _train_alone("mse", related=False)
+    assert mse_last < 0.01 and mse_std < 0.1  # the old form reaches ~0 by making both sides constant
+
+
+def test_infonce_alignment_falls_on_related_inputs() -> None:
+    first, last, std = _train_alone("infonce", related=True)
+    assert last < 0.4 * first and std >= 0.5

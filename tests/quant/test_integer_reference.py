@@ -322,6 +322,18 @@ def test_avx2_kernels_under_emulation_compute_the_avx2_twin(target, saturates, t
     from edgekd.bench.emulation import emulated_embeddings
 
     converted, spec, pre, path = _artifact(target, tmp_path)
-    avx2 = emulated_embeddings(path, FACES, X86_AVX2)
+    avx2 = emulated_embeddings(path, FACES, X86_AVX2)  # OpenVINO: native, ONEDNN_MAX_CPU_ISA=AVX2
     assert _close(_twin(converted, spec, pre, X86_AVX2).embed(FACES), avx2)
     assert _close(_twin(converted, spec, pre, X86_VNNI).embed(FACES), avx2) != saturates
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not can_emulate(X86_AVX2), reason="x86-avx2 not emulable here: needs qemu-user-static")
+def test_onednn_dispatch_limit_computes_what_qemu_haswell_computes(tmp_path):
+    """The native AVX2 path of OpenVINO (oneDNN's ISA switch) is the AVX2 CPU's arithmetic: the same
+    embeddings as the unmodified runtime under QEMU Haswell, on 8-bit weights where pairs saturate."""
+    from edgekd.bench.emulation import emulated_embeddings
+
+    _, _, _, path = _artifact("openvino-vnni", tmp_path)
+    native = emulated_embeddings(path, FACES, X86_AVX2)
+    assert _close(native, emulated_embeddings(path, FACES, X86_AVX2, qemu=True))

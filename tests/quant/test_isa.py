@@ -83,3 +83,39 @@ def test_info_says_how_each_runtime_accumulates():
     vnni = int8_arithmetic(["avx2", "avx512_vnni"], "x86_64")
     assert vnni["inexact_targets"] == [] and "VNNI" in vnni["runtimes"]["onnxruntime"]
     assert int8_arithmetic([], "aarch64")["isa"] == ARM64
+
+
+def test_host_isa_follows_cpuid_and_onednns_dispatch_limit(monkeypatch):
+    """/proc/cpuinfo is the machine's; CPUID (under QEMU) and ONEDNN_MAX_CPU_ISA decide what runs here."""
+    import edgekd.isa as isa_module
+
+    monkeypatch.setattr("edgekd.info.cpu_info", lambda *a: {"features": ["avx2", "avx512f", "avx512_vnni"]})
+    monkeypatch.setattr(isa_module.platform, "machine", lambda: "x86_64")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(isa_module, "cpuid_lacks_avx512_vnni", lambda: False)
+    assert isa_module.host_isa() == X86_VNNI
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert isa_module.host_isa(runtime="openvino") == X86_AVX2
+    assert isa_module.host_isa(runtime="onnxruntime") == X86_VNNI  # MLAS has no such switch
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+    assert isa_module.host_isa(runtime="openvino") == X86_VNNI
+    monkeypatch.setattr(isa_module, "cpuid_lacks_avx512_vnni", lambda: True)  # e.g. QEMU Haswell
+    assert isa_module.host_isa() == X86_AVX2
+
+
+def test_host_isa_under_qemu_haswell_is_avx2():
+    import os
+    import subprocess
+    import sys
+
+    from edgekd.bench.emulation import can_emulate, emulator
+
+    if not can_emulate(X86_AVX2):
+        pytest.skip("x86-avx2 not emulable here: needs qemu-user-static")
+    emu = emulator(X86_AVX2)
+    code = "from edgekd.isa import host_isa; print(host_isa())"
+    out = subprocess.run(
+        [*emu.prefix(), sys.executable, "-c", code], env={**os.environ, **emu.env()},
+        capture_output=True, text=True, check=True, timeout=300,
+    )  # fmt: skip
+    assert out.stdout.strip() == X86_AVX2
