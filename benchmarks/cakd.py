@@ -24,6 +24,7 @@ there now does the same with an anchor loss as the prompts' own loss). Writes re
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import asdict
@@ -40,6 +41,7 @@ from common import write_result
 from kd_methods import load_train_set, paired_delta
 
 from edgekd.data import load_verification_set
+from edgekd.data.identity_folder import IdentityFolderDataset
 from edgekd.data.preprocess import PreprocessSpec
 from edgekd.eval import evaluate
 from edgekd.losses import LossSpec, build_objective
@@ -246,6 +248,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path(".cache/teacher"))
     parser.add_argument("--name", default="cakd", help="result file name in benchmarks/results/")
+    parser.add_argument(
+        "--teacher-extra",
+        type=Path,
+        help="more identity folders for the ViT teacher only (e.g. ../shared/data/celeba112; SFace cached)",
+    )
+    parser.add_argument(
+        "--teacher-ckpt",
+        type=Path,
+        help="ViT teacher state_dict: loaded if it exists, else trained and saved",
+    )
+    parser.add_argument("--teacher-only", action="store_true", help="stop after the ViT teacher's accuracy")
     args = parser.parse_args()
     shared = shared_dir()
     if shared is None:
@@ -271,7 +284,28 @@ def main() -> None:
         warmup_steps=max(1, args.teacher_steps // 10),
         grad_clip=1.0,
     )
-    vit, vit_losses = make_vit_teacher(images, sface, sface_flip, spec_t, teacher_budget)
+    t_images, t_sface, t_flip = images, sface, sface_flip
+    if args.teacher_extra:
+        extra = IdentityFolderDataset(args.teacher_extra)
+        extra_cache = TeacherCache.open_or_build(
+            sface_model, extra, args.cache, flip=True, teacher_file=sface_file
+        )
+        t_images = np.concatenate([images, np.stack([extra[i].image for i in range(len(extra))])])
+        t_sface = np.concatenate([sface, np.array(extra_cache.embeddings)])
+        t_flip = np.concatenate([sface_flip, np.array(extra_cache.flip_embeddings)])
+    if args.teacher_ckpt and args.teacher_ckpt.is_file():
+        vit = create_model("vit_face_tiny", patch_size=VIT_PATCH, embedding_size=sface.shape[1])
+        vit.load_state_dict(torch.load(args.teacher_ckpt, weights_only=True))
+        meta = json.loads(args.teacher_ckpt.with_suffix(".json").read_text())
+        vit, vit_losses, teacher_budget = vit.eval(), meta["losses"], Budget(**meta["budget"])
+        print(f"   loaded {args.teacher_ckpt} ({teacher_budget.steps} steps)", flush=True)
+    else:
+        vit, vit_losses = make_vit_teacher(t_images, t_sface, t_flip, spec_t, teacher_budget)
+        if args.teacher_ckpt:
+            args.teacher_ckpt.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(vit.state_dict(), args.teacher_ckpt)
+            meta = {"losses": vit_losses, "budget": asdict(teacher_budget), "images": len(t_images)}
+            args.teacher_ckpt.with_suffix(".json").write_text(json.dumps(meta))
     timings["vit_teacher_train"] = time.perf_counter() - t
     rows = [("teacher SFace (reference, ONNX)", evaluate(sface_model, test, progress=False), "")]
     rows.append(
@@ -282,6 +316,8 @@ def main() -> None:
         )
     )
     print(f"   ViT: {100 * rows[-1][1].metrics.accuracy:.2f} %", flush=True)
+    if args.teacher_only:
+        return
 
     print("2. APT prompt warm-up", flush=True)
     t = time.perf_counter()
@@ -345,7 +381,9 @@ def main() -> None:
     body = (
         f"Train: {len(ds)} LFW images of {int(labels.max()) + 1} identities not in folds 6-10; "
         f"test: folds 6-10 ({test.num_pairs} pairs). ViT teacher: vit_face_tiny patch {VIT_PATCH}, "
-        f"{args.teacher_steps} steps x {args.batch_size} regressing SFace (final 1-cos "
+        f"{teacher_budget.steps} steps x {teacher_budget.batch_size} on {len(t_images)} images "
+        f"(LFW train{' + ' + str(args.teacher_extra) if args.teacher_extra else ''}) regressing SFace "
+        "(final 1-cos "
         f"{np.mean(vit_losses[-20:]):.3f}, {timings['vit_teacher_train']:.0f} s). APT: {NUM_PROMPTS} "
         f"prompts/block, {args.apt_steps} warm-up steps (final 1-cos {np.mean(apt_losses[-10:]):.3f}). "
         f"Students: {budget}. Whole run {timings['total'] / 60:.1f} min.\n\n" + "\n".join(lines)

@@ -146,6 +146,21 @@ def eval_cmd(
 @click.option("--ssh-key", type=click.Path(dir_okay=False), help="Private key for --remote.")
 @click.option("--known-hosts", type=click.Path(dir_okay=False), help="known_hosts file for --remote.")
 @click.option("--remote-python", help="Python with numpy + the runtime on the device.  [default: python3]")
+@click.option(
+    "--skip-hash",
+    is_flag=True,
+    default=None,
+    help="Measure an artifact whose sha256 differs from its manifest.",
+)
+@click.option(
+    "--no-golden", is_flag=True, default=None, help="Don't check parity on the device (golden faces)."
+)
+@click.option(
+    "--allow-mismatch",
+    is_flag=True,
+    default=None,
+    help="Report hash/parity failures but exit 0 (default: exit 1 after the report).",
+)
 @click.option("--json", "json_path", help="Write the results as JSON (input of --compare).")
 @click.option("--report", "report_path", help="Write a Markdown report with plots beside it.")
 @click.option("--compare", is_flag=True, help="Compare result files given as arguments instead of measuring.")
@@ -167,6 +182,8 @@ def bench_cmd(
     \b
     Measures here (or on --remote USER@HOST over SSH) with the profile's threads and providers;
     the estimate is the profile's roofline from the artifact's op list, not a measurement.
+    Artifacts made by `edgekd convert` are checked where they run: their sha256 against
+    manifest.json, and their golden faces against the embeddings convert recorded (parity).
     Examples:
       edgekd bench -a sface_fp32.onnx --profile rpi4 -p ../shared/data/lfw112 --folds 6-10
       edgekd bench -a model.onnx --profile rpi5 --remote pi@raspberrypi.local --json pi5.json
@@ -185,7 +202,8 @@ def bench_cmd(
         raise click.UsageError(f"unexpected arguments {' '.join(files)} (to compare result files: --compare)")
     if not profile:
         raise click.UsageError("no profile given: use --profile NAME (e.g. x86, rpi4)")
-    run = bench(artifacts, profile, progress=progress, **options).to_dict()
+    result = bench(artifacts, profile, progress=progress, **options)
+    run = result.to_dict()
     body = report.markdown(run)
     click.echo(body)
     if json_path:
@@ -200,6 +218,12 @@ def bench_cmd(
         )
     else:
         click.echo("next: add --json out.json (and --report out.md) to keep the results and plots")
+    if result.failures and not result.options.allow_mismatch:
+        raise click.ClickException(
+            "the device does not run what convert checked:\n  "
+            + "\n  ".join(result.failures)
+            + "\n(--allow-mismatch reports this without failing)"
+        )
 
 
 def _plain(cfg: Any) -> Any:

@@ -66,6 +66,9 @@ class BenchOptions:
     remote_python: str = "python3"
     connect_timeout_s: int = 10
     timeout_s: float = 1800.0
+    skip_hash: bool = False  # don't compare the artifact's sha256 with its manifest
+    no_golden: bool = False  # don't run the golden faces (parity on the device)
+    allow_mismatch: bool = False  # report hash/parity failures without failing the command
 
     def __post_init__(self) -> None:
         if not self.artifacts:
@@ -93,6 +96,11 @@ class BenchRun:
     notes: list[str] = field(default_factory=list)
     host: dict = field(default_factory=dict)
 
+    @property
+    def failures(self) -> list[str]:
+        """Hash and on-device parity failures, one line each, named by artifact."""
+        return [f"{r['name']}: {f}" for r in self.results for f in r.get("failures", [])]
+
     def to_dict(self) -> dict:
         from edgekd.config import to_dict
 
@@ -110,6 +118,7 @@ class BenchRun:
             "pairs": self.pairs,
             "results": self.results,
             "notes": self.notes,
+            "failures": self.failures,
             "host": self.host,
         }
 
@@ -327,11 +336,14 @@ def _bench_one(path, fmt, prof, opts, target, vset, images, images_path, work, p
         "embed_batch": EMBED_BATCH,
         "seed": 0,
     }
+    golden, failures = _golden_job(path, run_path, job, opts)
     log.info("benchmarking %s (%s) %s", path.name, fmt.name, f"on {target.label}" if target else "locally")
     if target is not None:
         res = run_remote(target, job, bundle_files(fmt.backend), run_path, images_path, fmt.module)
     else:
         res = run_local(job, fmt.backend, fmt.module, opts.timeout_s)
+    device_parity, device_failures = _device_checks(path, run_path, res, golden, target)
+    failures += device_failures
     runtime = res["runtime"]
     if runtime.get("providers_missing"):
         notes.append(
@@ -370,9 +382,54 @@ def _bench_one(path, fmt, prof, opts, target, vset, images, images_path, work, p
         "measured_on": _measured_on(res["host"]),
         **res,
         "accuracy": accuracy,
+        "device_parity": device_parity,
+        "failures": failures,
         **est,
         "notes": notes + est_notes,
     }
+
+
+def _golden_job(path: Path, run_path: Path, job: dict, opts: BenchOptions) -> tuple[Any, list[str]]:
+    """Add the golden faces and the files to hash to ``job``; check the artifact against its manifest's
+    sha256 here first. Returns (golden or None, failures so far)."""
+    from edgekd.convert.golden import artifact_files, artifact_sha256, hash_mismatches, read_golden
+
+    golden = None if opts.no_golden else read_golden(path)
+    failures = []
+    if golden is not None and golden.artifact_sha256 and not opts.skip_hash:
+        changed = hash_mismatches(golden.artifact_sha256, artifact_sha256(path))
+        if changed:
+            failures.append(
+                f"sha256 of {', '.join(changed)} differs from manifest.json: not the artifact convert "
+                "checked (re-run edgekd convert, or --skip-hash to measure it anyway)"
+            )
+    if golden is not None:
+        job["golden"] = str(golden.faces.resolve())
+    job["hash"] = {p.name: str(p.resolve()) for p in artifact_files(run_path)}
+    return golden, failures
+
+
+def _device_checks(path: Path, run_path: Path, res: dict, golden, target) -> tuple[dict | None, list[str]]:
+    """The files arrived intact (device sha256 = this host's) and compute the golden embeddings."""
+    from edgekd.bench.runner_script import decode_embeddings
+    from edgekd.convert.golden import artifact_sha256, golden_parity, hash_mismatches
+
+    failures = []
+    if res.get("sha256") is not None:
+        changed = hash_mismatches(artifact_sha256(run_path), res["sha256"])
+        if changed:
+            failures.append(f"{', '.join(changed)} arrived altered on the device (sha256 differs)")
+    if golden is None or res.get("golden_embeddings") is None:
+        return None, failures
+    where = f"{target.label}" if target is not None else "this host"
+    report = golden_parity(decode_embeddings(res["golden_embeddings"]), golden, f"{path.name} on {where}")
+    if not report.passed:
+        failures.append(
+            f"parity on {where}: mean cosine {report.mean_cosine:.5f} (≥ {report.mean_threshold}), min "
+            f"{report.min_cosine:.5f} (≥ {report.min_threshold}) against {golden.reference}: this device "
+            "does not compute the network convert checked"
+        )
+    return report.to_dict(), failures
 
 
 def compare_files(paths: list[str | Path]) -> tuple[list[dict], str]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekd.bench.bundle import runner_outcome
+from edgekd.convert.golden import artifact_files
 from edgekd.errors import ConfigError, RemoteError
 
 log = logging.getLogger(__name__)
@@ -139,18 +140,24 @@ def run_remote(
     try:
         with tempfile.TemporaryDirectory(prefix="edgekd-remote-") as tmp:
             local = Path(tmp)
+            artifacts = artifact_files(artifact)  # an IR's .bin travels with its .xml
             remote_job = {
                 **job,
                 "artifact": "model" + artifact.suffix,
                 "images": "images.npy" if images else None,
+                "golden": "golden.npy" if job.get("golden") else None,
+                "hash": {p.name: "model" + p.suffix for p in artifacts} if job.get("hash") else None,
             }
             (local / "job.json").write_text(json.dumps(remote_job))
-            staged = local / remote_job["artifact"]
-            staged.symlink_to(artifact.resolve())  # scp follows it: the copy is named model.<suffix>
-            sources = [str(f) for f in files] + [str(local / "job.json"), str(staged)]
+            sources = [str(f) for f in files] + [str(local / "job.json")]
+            staged = {"model" + p.suffix: p for p in artifacts}
             if images:
-                (local / "images.npy").symlink_to(images.resolve())
-                sources.append(str(local / "images.npy"))
+                staged["images.npy"] = images
+            if job.get("golden"):
+                staged["golden.npy"] = Path(job["golden"])
+            for name, source in staged.items():  # scp follows the links: the copies get these names
+                (local / name).symlink_to(source.resolve())
+                sources.append(str(local / name))
             _call(
                 target.scp_args(sources, target.remote_path(remote_dir + "/")),
                 "copy the bundle",

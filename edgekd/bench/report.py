@@ -37,6 +37,12 @@ def _acc(result: dict) -> str:
     return f"{100 * m['accuracy']:.2f} ± {100 * m['accuracy_std']:.2f}"
 
 
+def _parity(p: dict | None) -> str:
+    if not p:
+        return "-"
+    return f"{p['mean_cosine']:.5f} / {p['min_cosine']:.5f}" + ("" if p["passed"] else " FAIL")
+
+
 def results_table(run: dict) -> str:
     """One row per artifact: measured latency/throughput/memory, accuracy, and the profile's estimate."""
     profile = run["profile"]["name"]
@@ -57,6 +63,7 @@ def results_table(run: dict) -> str:
         f"img/s @ batch {batch}",
         "peak RSS MB",
         "accuracy %",
+        "parity here (mean / min cos)",
         f"estimate {profile}{unit} ms",
     ]
     rows = []
@@ -77,6 +84,7 @@ def results_table(run: dict) -> str:
                 _f(r["throughput"]["images_per_s"], ".1f"),
                 _f(r["memory"]["peak_rss_mb"], ".0f"),
                 _acc(r),
+                _parity(r.get("device_parity")),
                 _ms(est and est["latency_ms"]),
             ]
         )
@@ -123,6 +131,12 @@ def markdown(run: dict) -> str:
     notes += run.get("notes", [])
     if notes:
         out += ["", *[f"- {n}" for n in notes]]
+    parity = [r for r in run["results"] if r.get("device_parity")]
+    if parity:
+        refs = sorted({r["device_parity"]["reference"] for r in parity})
+        out += ["", f"parity here: the golden faces of each artifact's manifest vs {'; '.join(refs)}"]
+    if run.get("failures"):
+        out += ["", "**FAILED checks:**", *[f"- {f}" for f in run["failures"]]]
     return "\n".join(out)
 
 

@@ -9,9 +9,11 @@ process, so local and remote numbers are measured identically and peak RSS is th
 
 ``job.json`` (paths relative to it): ``artifact``, ``backend`` (module name), ``threads``,
 ``providers``, ``warmup``, ``runs`` or ``seconds``, ``batch``, ``input`` (size, channel order, layout,
-mean, std), optional ``images`` (an ``(N, H, W, 3)`` uint8 RGB ``.npy``) and ``embed_batch``.
+mean, std), optional ``images`` (an ``(N, H, W, 3)`` uint8 RGB ``.npy``), ``golden`` (the artifact's golden
+faces, same format), ``hash`` (``{name: path}`` of files to sha256 here) and ``embed_batch``.
 ``result.json``: host facts, runtime, load / first-inference times, latency samples and statistics,
-throughput at ``batch``, memory, and the raw embeddings of ``images`` (float32, base64).
+throughput at ``batch``, memory, the raw embeddings of ``images`` and ``golden`` (float32, base64) and
+the sha256 of the ``hash`` files.
 Exit status: 0 ok, 3 runtime not installed here, 4 bad artifact or job, 1 anything else.
 """
 
@@ -178,25 +180,45 @@ def run_job(job: dict, base: Path, backend=None, clock=time.perf_counter) -> dic
         "memory": {"rss_start_mb": rss_start, "rss_after_load_mb": rss_loaded, "peak_rss_mb": peak},
         "embeddings": None,
     }
+    step = int(job.get("embed_batch", 64))
     if job.get("images"):
-        images = np.load(base / job["images"], mmap_mode="r")
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (h, w, 3):
-            raise JobError(f"images must be (N, {h}, {w}, 3) uint8, got {images.dtype} {images.shape}")
-        step = int(job.get("embed_batch", 64))
         t0 = time.perf_counter()
-        emb = np.concatenate(
-            [
-                _forward(model, preprocess(np.asarray(images[i : i + step]), spec))
-                for i in range(0, len(images), step)
-            ]
-        ).astype(np.float32)
+        result["embeddings"] = _embed(model, base / job["images"], spec, step)
         result["embed_seconds"] = round(time.perf_counter() - t0, 3)
-        result["embeddings"] = {
-            "dtype": "float32",
-            "shape": list(emb.shape),
-            "base64": base64.b64encode(np.ascontiguousarray(emb).tobytes()).decode("ascii"),
-        }
+    if job.get("golden"):  # the artifact's golden faces (edgekd.convert.golden): parity on this device
+        result["golden_embeddings"] = _embed(model, base / job["golden"], spec, step)
+    if job.get("hash"):  # {name: path}: the files as this device holds them
+        result["sha256"] = {name: _sha256(base / path) for name, path in job["hash"].items()}
     return result
+
+
+def _embed(model, path: Path, spec: dict, step: int) -> dict:
+    """Raw embeddings of an ``(N, H, W, 3)`` uint8 ``.npy``, encoded for result.json."""
+    h, w = spec["size"]
+    images = np.load(path, mmap_mode="r")
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (h, w, 3):
+        raise JobError(f"images must be (N, {h}, {w}, 3) uint8, got {images.dtype} {images.shape}")
+    emb = np.concatenate(
+        [
+            _forward(model, preprocess(np.asarray(images[i : i + step]), spec))
+            for i in range(0, len(images), step)
+        ]
+    ).astype(np.float32)
+    return {
+        "dtype": "float32",
+        "shape": list(emb.shape),
+        "base64": base64.b64encode(np.ascontiguousarray(emb).tobytes()).decode("ascii"),
+    }
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def decode_embeddings(block: dict) -> np.ndarray:

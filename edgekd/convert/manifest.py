@@ -47,6 +47,8 @@ class Manifest:
     parity: dict[str, Any] | None = None  # ParityReport.to_dict()
     int8_share: dict[str, Any] | None = None  # Int8ShareReport.to_dict()
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. quantization recipe, batch mode
+    artifact_sha256: dict[str, str] | None = None  # {file name: sha256} of the artifact's files
+    golden: dict[str, Any] | None = None  # edgekd.convert.golden.write_golden's entry
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +63,8 @@ class Manifest:
             "parity": self.parity,
             "int8_share": self.int8_share,
             "extra": self.extra,
+            "artifact_sha256": self.artifact_sha256,
+            "golden": self.golden,
         }
 
     @classmethod

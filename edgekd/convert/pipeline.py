@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from edgekd.convert.exporters import export_artifact
+from edgekd.convert.golden import NUM_GOLDEN, artifact_sha256, write_golden
 from edgekd.convert.images import face_images
 from edgekd.convert.int8_share import Int8ShareReport, int8_share
 from edgekd.convert.manifest import Manifest, checkpoint_sha256, tool_versions, write_manifest
@@ -316,6 +317,9 @@ def _check_and_record(
         if model is not None
     }
     floor, deployed = extra.get("float32"), extra.get("deployment")
+    golden_model = (informational or {}).get("deployment")
+    golden_model = reference if golden_model is None else golden_model
+    golden = _golden(out, embedder, golden_model, pre, images, mode, manifest.extra.get("host_isa"))
     share = int8_share(artifact) if mode != "float" else None
     failures = []
     if mode != "ptq" and not report.passed:
@@ -338,6 +342,8 @@ def _check_and_record(
                 "parity_vs_deployment_arithmetic": deployed.to_dict() if deployed is not None else None,
             },
             "int8_share": share.to_dict() if share is not None else None,
+            "artifact_sha256": artifact_sha256(artifact),
+            "golden": golden,
         }
     )
     path = write_manifest(manifest, out)
@@ -347,6 +353,27 @@ def _check_and_record(
     if failures:
         raise ConversionError(f"conversion checks failed for {artifact}\n\n{result.to_markdown()}")
     return result
+
+
+def _golden(
+    out: Path,
+    embedder,
+    model: nn.Module,
+    pre: PreprocessSpec,
+    images: np.ndarray,
+    mode: str,
+    host: str | None,
+) -> dict:
+    """Golden faces and the embeddings of the arithmetic the artifact targets (module docstring of
+    :mod:`edgekd.convert.golden`): the deployment ISA's twin (QAT), the float model, or for PTQ, which
+    has no twin, the artifact as this host runs it."""
+    faces = images[:NUM_GOLDEN]
+    if mode == "ptq":
+        return write_golden(
+            out, faces, embedder.embed(faces), f"the artifact on {host} (PTQ: no integer twin)"
+        )
+    reference = _torch_embedder(model, pre, mode)
+    return write_golden(out, faces, reference.embed(faces), reference.name)
 
 
 def _torch_embedder(model: nn.Module, pre: PreprocessSpec, mode: str) -> TorchEmbedder:

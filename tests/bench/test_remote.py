@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import shutil
@@ -176,3 +177,27 @@ def test_ssh_arguments_are_a_checked_list():
     assert t.scp_args(["a"], t.remote_path("/tmp/x/"))[-1] == "pi@raspberrypi.local:/tmp/x/"
     v6 = RemoteTarget.parse("me@[::1]:22")
     assert (v6.host, v6.port, v6.remote_path("/t")) == ("::1", 22, "me@[::1]:/t")
+
+
+def test_remote_openvino_ir_travels_with_its_bin_and_is_checked_there(sshd, tiny, tmp_path):
+    """An IR needs its .bin beside the .xml on the device; its hash and golden faces are checked there."""
+    import openvino as ov
+
+    from edgekd.convert.golden import artifact_sha256, write_golden
+    from edgekd.convert.images import face_images
+    from edgekd.convert.manifest import Manifest, write_manifest
+    from edgekd.data.preprocess import PreprocessSpec
+
+    folder = tmp_path / "ir"
+    folder.mkdir()
+    ov.save_model(ov.convert_model(str(tiny)), str(folder / "model.xml"), compress_to_fp16=False)
+    manifest = Manifest("openvino", "model.xml", PreprocessSpec.preset("arcface"), 8)
+    write_manifest(manifest, folder)  # the loaders read the preprocessing from it
+    faces = face_images(None, count=6, seed=1)
+    golden = write_golden(folder, faces, load_embedder(folder / "model.xml").embed(faces), "openvino here")
+    sha = artifact_sha256(folder / "model.xml")
+    assert set(sha) == {"model.xml", "model.bin"}
+    write_manifest(dataclasses.replace(manifest, artifact_sha256=sha, golden=golden), folder)
+    run = bench([str(folder / "model.xml")], "x86", runs=3, warmup=1, batch=1, **_remote(sshd))
+    parity = run.results[0]["device_parity"]
+    assert run.failures == [] and parity["passed"] and parity["num_images"] == 6

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import subprocess
 import sys
@@ -21,6 +22,7 @@ ALLOWED = {
     "__future__",
     "argparse",
     "base64",
+    "hashlib",
     "importlib",
     "json",
     "math",
@@ -82,7 +84,9 @@ def test_runs_as_a_file_without_edgekd_or_torch(tiny, tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (5, 112, 112, 3), dtype=np.uint8)
     np.save(folder / "images.npy", images)
     (folder / "model.onnx").write_bytes(tiny.read_bytes())
-    (folder / "job.json").write_text(json.dumps(_job(Path("model.onnx"), images="images.npy", embed_batch=2)))
+    np.save(folder / "golden.npy", images[:3])
+    job = _job(Path("model.onnx"), images="images.npy", embed_batch=2, golden="golden.npy")
+    (folder / "job.json").write_text(json.dumps({**job, "hash": {"tiny.onnx": "model.onnx"}}))
     blocker = (
         "import sys, runpy; sys.modules['edgekd'] = None; sys.modules['torch'] = None; "
         f"sys.path.insert(0, {str(folder)!r}); sys.argv = ['runner_script.py', '--config', "
@@ -97,6 +101,10 @@ def test_runs_as_a_file_without_edgekd_or_torch(tiny, tmp_path):
     assert result["runtime"]["providers"] == ["CPUExecutionProvider"]
     assert result["runtime"]["providers_missing"] == ["CUDAExecutionProvider"]
     assert result["memory"]["peak_rss_mb"] >= result["memory"]["rss_start_mb"] > 0
+    # golden faces embedded like the pairs' images, and the file hashed as the device holds it
+    golden = decode_embeddings(result["golden_embeddings"])
+    np.testing.assert_array_equal(golden, decode_embeddings(result["embeddings"])[:3])
+    assert result["sha256"] == {"tiny.onnx": hashlib.sha256(tiny.read_bytes()).hexdigest()}
     expected = load_embedder(tiny, preprocess="arcface").embed(images, normalize=False)
     np.testing.assert_allclose(decode_embeddings(result["embeddings"]), expected, rtol=1e-5, atol=1e-6)
 

@@ -13,7 +13,7 @@ from edgekd.config import load_config
 from edgekd.convert.images import face_images
 from edgekd.convert.pipeline import convert_checkpoint
 from edgekd.convert.weight_range import artifact_weight_bound
-from edgekd.errors import ConversionError, ModelError
+from edgekd.errors import ConfigError, ConversionError, ModelError
 from edgekd.isa import MAX_EXACT_WEIGHT
 from edgekd.models import create_model, default_preprocess
 from edgekd.paths import shared_dir
@@ -128,3 +128,63 @@ def test_float_checkpoint_needs_ptq_or_float(tmp_path):
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(ModelError, match="not found"):
         convert_checkpoint(tmp_path / "nope.pt", "onnx")
+
+
+def _flip_one_weight_byte(artifact: Path) -> None:
+    """Flip the sign bit of the largest int8 weight of the stem conv, in place, one byte of the file."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(artifact))
+    int8 = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+    weight = numpy_helper.to_array(int8[0])
+    raw = weight.tobytes()
+    data = bytearray(artifact.read_bytes())
+    start = bytes(data).find(raw)
+    assert start >= 0 and bytes(data).find(raw, start + 1) < 0  # the weight's bytes, once in the file
+    data[start + int(np.abs(weight.astype(int)).argmax())] ^= 0x80
+    artifact.write_bytes(bytes(data))
+
+
+def test_bench_checks_the_hash_and_the_golden_faces_where_it_runs(qat_ckpt, tmp_path):
+    """convert ships golden faces + the deployment arithmetic's embeddings + sha256; bench runs them on
+    the device: parity holds there, and a one-byte change is caught by the hash, and without the hash
+    check by parity, with a non-zero exit unless --allow-mismatch."""
+    from click.testing import CliRunner
+
+    from edgekd.bench import bench
+    from edgekd.cli import main
+    from edgekd.runtime.known import file_sha256
+
+    result = convert_checkpoint(qat_ckpt, out=tmp_path, num_parity=40, threads=1)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["artifact_sha256"] == {"model.onnx": file_sha256(result.artifact)}
+    assert (
+        manifest["golden"]["num_images"] == 32 and "onnxruntime-mlas-x86" in manifest["golden"]["reference"]
+    )
+    run = bench([str(result.artifact)], "x86", runs=3, batch=1)
+    parity = run.results[0]["device_parity"]
+    assert parity["passed"] and parity["mean_cosine"] >= 0.9999 and run.failures == []
+
+    _flip_one_weight_byte(result.artifact)
+    hashed, parity = bench([str(result.artifact)], "x86", runs=3, batch=1).failures
+    assert "sha256 of model.onnx differs from manifest.json" in hashed
+    assert "does not compute the network convert checked" in parity
+    unchecked = bench([str(result.artifact)], "x86", runs=3, batch=1, skip_hash=True)
+    assert not unchecked.results[0]["device_parity"]["passed"]
+    assert len(unchecked.failures) == 1 and "parity on this host" in unchecked.failures[0]
+
+    args = ["bench", "-a", str(result.artifact), "--profile", "x86", "--runs", "3", "-b", "1"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1 and "FAILED checks" in res.output and "--allow-mismatch" in res.output
+    assert CliRunner().invoke(main, [*args, "--allow-mismatch"]).exit_code == 0
+
+
+def test_bench_refuses_a_manifest_whose_golden_file_is_missing(qat_ckpt, tmp_path):
+    from edgekd.bench import bench
+
+    result = convert_checkpoint(qat_ckpt, out=tmp_path, num_parity=8, threads=1)
+    (tmp_path / "golden_embeddings.npy").unlink()
+    with pytest.raises(ConfigError, match=r"golden file missing: .*golden_embeddings.npy.*--no-golden"):
+        bench([str(result.artifact)], "x86", runs=3, batch=1)
+    assert bench([str(result.artifact)], "x86", runs=3, batch=1, no_golden=True).failures == []
