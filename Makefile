@@ -64,6 +64,12 @@ demo: $(BIN)/.demo-installed
 	@$(BIN)/edgekd convert --checkpoint demo-out/qat/last.pt $(if $(DATA),--parity-data "$(DATA)",) \
 	  --out demo-out/onnx -t $(THREADS) \
 	  || echo "(convert checks failed: the report above and demo-out/onnx/manifest.json say why; see docs/convert.md)"
+	@echo "== bench: the int8 artifact measured on this machine (latency, accuracy, parity of its golden faces"
+	@echo "   against what convert recorded) and the roofline estimate for every device profile (not measured)"
+	@$(BIN)/edgekd bench -a demo-out/onnx/model.onnx --profile x86 \
+	  $(if $(DATA),-p "$(DATA)" --folds $(FOLDS),-p synthetic) --runs 50 \
+	  --json demo-out/bench.json --report demo-out/bench.md \
+	  || echo "(bench failed: the message above says why)"
 
 lint: venv
 	$(BIN)/ruff check edgekd tests benchmarks
