@@ -79,8 +79,10 @@ def main(verbose: int) -> None:
 @click.option("-b", "--batch-size", type=int, help="Images per forward pass.  [default: 64]")
 @click.option(
     "--preprocess",
-    help="Override the model's preprocessing: raw255, arcface or imagenet "
-    "(needed only for foreign ONNX files that do not declare it).",
+    help="Override the model's preprocessing: a preset (raw255, arcface, imagenet), optionally with "
+    "overrides, or key=value items: 'arcface,order=BGR', 'mean=127.5,std=128,layout=NHWC' (keys: mean, "
+    "std, order, layout, size). Needed only for foreign files that do not declare it; the layout follows "
+    "the model's input shape.",
 )
 @click.option("--arch", help="Architecture of a raw .pt state_dict (detected from its keys if omitted).")
 @click.option("--json", "json_path", help="Also write the results as JSON to this file.")
@@ -141,7 +143,11 @@ def eval_cmd(
 @click.option("--seconds", type=float, help="Time runs for this long instead of a fixed --runs.")
 @click.option("--warmup", type=int, help="Untimed warm-up runs.  [default: 5]")
 @click.option("-b", "--batch", type=int, help="Batch size for the throughput measurement.  [default: 8]")
-@click.option("--preprocess", help="Override the artifact's preprocessing: raw255, arcface or imagenet.")
+@click.option(
+    "--preprocess",
+    help="Override the artifact's preprocessing: a preset (raw255, arcface, imagenet) and/or key=value "
+    "items, e.g. 'arcface,order=BGR' (as in edgekd eval).",
+)
 @click.option("--remote", metavar="USER@HOST[:PORT]", help="Measure on this device over SSH.")
 @click.option("--ssh-key", type=click.Path(dir_okay=False), help="Private key for --remote.")
 @click.option("--known-hosts", type=click.Path(dir_okay=False), help="known_hosts file for --remote.")

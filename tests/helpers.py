@@ -12,18 +12,27 @@ from edgekd.data.image import encode_jpeg
 
 
 def tiny_onnx(
-    path: Path, weights: np.ndarray, weights_as_input: bool = False, batch: int | str = "N", metadata=None
+    path: Path,
+    weights: np.ndarray,
+    weights_as_input: bool = False,
+    batch: int | str = "N",
+    metadata=None,
+    nhwc: bool = False,
 ) -> Path:
-    """(N,3,112,112) → GlobalAveragePool → (N,3) @ W (3,D): a linear "face model" with known output."""
+    """(N,3,112,112) → GlobalAveragePool → (N,3) @ W (3,D): a linear "face model" with known output.
+    ``nhwc``: the input is (N,112,112,3) (TFLite's layout), transposed inside."""
     d = weights.shape[1]
     w = numpy_helper.from_array(weights.astype(np.float32), "W")
     shape = helper.make_tensor_value_info("shape", TensorProto.INT64, [2])
     nodes = [
-        helper.make_node("GlobalAveragePool", ["data"], ["pooled"]),
+        helper.make_node("GlobalAveragePool", ["nchw" if nhwc else "data"], ["pooled"]),
         helper.make_node("Reshape", ["pooled", "shape"], ["flat"]),
         helper.make_node("MatMul", ["flat", "W"], ["emb"]),
     ]
-    inputs = [helper.make_tensor_value_info("data", TensorProto.FLOAT, [batch, 3, 112, 112])]
+    if nhwc:
+        nodes.insert(0, helper.make_node("Transpose", ["data"], ["nchw"], perm=[0, 3, 1, 2]))
+    dims = [batch, 112, 112, 3] if nhwc else [batch, 3, 112, 112]
+    inputs = [helper.make_tensor_value_info("data", TensorProto.FLOAT, dims)]
     if weights_as_input:  # the defect of OpenCV zoo's *_int8bq.onnx: stale weight names and initializers
         inputs += [helper.make_tensor_value_info("W_float", TensorProto.FLOAT, list(weights.shape)), shape]
     graph = helper.make_graph(

@@ -51,7 +51,7 @@ def _prepare_onnx(path: Path, workdir: Path) -> tuple[Path, list[str]]:
 def _onnx_preprocess(path: Path, override: str | None) -> PreprocessSpec:
     from edgekd.runtime.loaders import onnx_preprocess
 
-    return onnx_preprocess(path, PreprocessSpec.preset(override) if override else None)
+    return onnx_preprocess(path, PreprocessSpec.parse(override) if override else None)
 
 
 def _onnx_op_list(path: Path, batch: int) -> list[OpCost]:
@@ -79,7 +79,7 @@ def _identity(path: Path, workdir: Path) -> tuple[Path, list[str]]:
 def _manifest_preprocess(path: Path, override: str | None) -> PreprocessSpec:
     from edgekd.runtime.loaders import artifact_preprocess
 
-    return artifact_preprocess(path, PreprocessSpec.preset(override) if override else None)
+    return artifact_preprocess(path, PreprocessSpec.parse(override) if override else None)
 
 
 OPENVINO = ArtifactFormat(

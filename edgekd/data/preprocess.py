@@ -11,11 +11,17 @@ raw255     x                             SFace ONNX (normalises inside)
 arcface    (x - 127.5) / 127.5           insightface models (mbf, IResNet)
 imagenet   (x/255 - mean_in) / std_in    foamliu MobileFaceNet (mobilefacenet_ms1m)
 =========  ============================  ======================================
+
+On the command line (``--preprocess``) a preset takes overrides, and a foreign model can be described
+without one: ``arcface,order=BGR``, ``mean=127.5,std=128,layout=NHWC`` (:meth:`PreprocessSpec.parse`).
+Runtimes take the layout from the model's input shape where it is unambiguous
+(:meth:`PreprocessSpec.with_input_shape`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -79,9 +85,69 @@ class PreprocessSpec:
             raise ConfigError(unknown_name("preprocessing preset", name, PRESETS))
         return PRESETS[name]
 
+    @classmethod
+    def parse(cls, text: str) -> PreprocessSpec:
+        """A preset, a preset with overrides, or overrides of ``arcface``, as users type them:
+        ``arcface``, ``arcface,order=BGR,layout=NHWC``, ``mean=127.5,std=128``,
+        ``mean=123.7/116.3/103.5,std=58.4/57.1/57.4,size=112x96``."""
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if not parts:
+            raise ConfigError(
+                "empty preprocessing spec: give a preset (raw255, arcface, imagenet) or key=value"
+            )
+        base = cls.preset(parts.pop(0)) if "=" not in parts[0] else PRESETS["arcface"]
+        changes: dict[str, Any] = {}
+        for part in parts:
+            key, sep, value = part.partition("=")
+            key = _KEY_ALIASES.get(key.strip().lower(), key.strip().lower())
+            if not sep or key not in _PARSERS:
+                raise ConfigError(
+                    f"bad preprocessing item {part!r}: use a preset first, then key=value with key in "
+                    f"{', '.join(sorted(_PARSERS))} (e.g. arcface,order=BGR,layout=NHWC)"
+                )
+            try:
+                changes[key] = _PARSERS[key](value.strip())
+            except ValueError as exc:
+                raise ConfigError(f"bad preprocessing value {part!r}: {exc}") from None
+        return replace(base, **changes)
+
+    def with_input_shape(self, shape: Sequence[object]) -> PreprocessSpec:
+        """This spec with the layout the model's 4-D input shape says (``(N, 3, H, W)`` → NCHW,
+        ``(N, H, W, 3)`` → NHWC); unchanged when the shape doesn't tell (symbolic or 3x3)."""
+        if len(shape) != 4:
+            return self
+        nchw, nhwc = shape[1] == 3, shape[3] == 3
+        if nchw == nhwc:
+            return self
+        return replace(self, layout="NCHW" if nchw else "NHWC")
+
 
 _IMAGENET_MEAN = tuple(255.0 * m for m in (0.485, 0.456, 0.406))
 _IMAGENET_STD = tuple(255.0 * s for s in (0.229, 0.224, 0.225))
+
+
+def _three(value: str) -> tuple[float, float, float]:
+    values = [float(v) for v in value.split("/")]
+    if len(values) not in (1, 3):
+        raise ValueError("give one value or three separated by '/'")
+    return (values[0],) * 3 if len(values) == 1 else tuple(values)  # type: ignore[return-value]
+
+
+def _size(value: str) -> tuple[int, int]:
+    h, sep, w = value.lower().partition("x")
+    if not sep:
+        raise ValueError("size is HEIGHTxWIDTH, e.g. 112x112")
+    return int(h), int(w)
+
+
+_PARSERS = {
+    "mean": _three,
+    "std": _three,
+    "channel_order": str.upper,
+    "layout": str.upper,
+    "size": _size,
+}
+_KEY_ALIASES = {"order": "channel_order"}
 
 PRESETS: dict[str, PreprocessSpec] = {
     "raw255": PreprocessSpec(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),

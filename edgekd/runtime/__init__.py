@@ -67,7 +67,7 @@ def load_embedder(
     (N, 128)
     """
     path = resolve_model_path(ref)
-    spec = PreprocessSpec.preset(preprocess) if isinstance(preprocess, str) else preprocess
+    spec = PreprocessSpec.parse(preprocess) if isinstance(preprocess, str) else preprocess
     loader = REGISTRY.resolve(path.suffix.lower()) if path.suffix.lower() in REGISTRY else None
     if loader is None:
         raise ModelError(f"cannot tell the format of {path}: known suffixes are {', '.join(REGISTRY)}")

@@ -46,27 +46,55 @@ def manifest_preprocess(path: Path) -> PreprocessSpec | None:
     return PreprocessSpec.from_dict(data["preprocess"])
 
 
+PREPROCESS_HINT = (
+    f"--preprocess with a preset ({', '.join(PRESETS)}: raw255 = RGB 0..255, arcface = (x-127.5)/127.5, "
+    "imagenet = ImageNet mean/std), optionally with overrides, or key=value items alone: e.g. "
+    "'arcface,order=BGR' or 'mean=127.5,std=128' (keys: mean, std, order, layout, size)"
+)
+
+
 def artifact_preprocess(path: Path, spec: PreprocessSpec | None = None) -> PreprocessSpec:
-    """``spec`` if given, else the manifest's: IR and TFLite files have no metadata slot edgekd uses."""
+    """``spec`` if given, else the manifest's: IR and TFLite files have no metadata slot edgekd uses.
+    The layout follows the model's input shape where it is unambiguous."""
     spec = spec or manifest_preprocess(path)
     if spec is None:
         raise ModelError(
             f"{path} does not say how to preprocess its input: put the {MANIFEST_NAME} written by "
-            f"`edgekd convert` beside it, or pass --preprocess with one of {', '.join(PRESETS)}"
+            f"`edgekd convert` beside it, or pass {PREPROCESS_HINT}"
         )
-    return spec
+    return spec.with_input_shape(input_shape(path))
 
 
 def onnx_preprocess(path: Path, spec: PreprocessSpec | None = None) -> PreprocessSpec:
-    """``spec`` if given, else what the file declares; a file that declares nothing is an error."""
+    """``spec`` if given, else what the file declares; a file that declares nothing is an error. The
+    layout follows the model's input shape where it is unambiguous."""
     spec = spec or declared_onnx_preprocess(path)
     if spec is None:
-        raise ModelError(
-            f"{path} does not say how to preprocess its input: pass --preprocess with one of "
-            f"{', '.join(PRESETS)} (raw255 = RGB 0..255, arcface = (x-127.5)/127.5, "
-            "imagenet = ImageNet mean/std)"
-        )
-    return spec
+        raise ModelError(f"{path} does not say how to preprocess its input: pass {PREPROCESS_HINT}")
+    return spec.with_input_shape(input_shape(path))
+
+
+def input_shape(path: Path) -> list[object]:
+    """The first input's shape as the file declares it (``str``/``None`` for symbolic dims); [] if unknown."""
+    try:
+        if path.suffix == ".onnx":
+            import onnx
+
+            graph = onnx.load(str(path), load_external_data=False).graph
+            dims = graph.input[0].type.tensor_type.shape.dim if graph.input else []
+            return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims]
+        if path.suffix == ".xml":
+            import openvino as ov
+
+            shape = ov.Core().read_model(str(path)).inputs[0].get_partial_shape()
+            return [d.get_length() if d.is_static else None for d in shape]
+        if path.suffix == ".tflite":
+            from ai_edge_litert.interpreter import Interpreter
+
+            return [int(d) for d in Interpreter(model_path=str(path)).get_input_details()[0]["shape"]]
+    except Exception:  # unreadable files fail later with the loader's own error
+        return []
+    return []
 
 
 def load_onnx_embedder(

@@ -175,3 +175,15 @@ def test_bench_says_when_int8_was_not_faster_than_float():
     assert "int8 q.onnx is not faster than float f.onnx" in note and "×0.94" in note
     assert _int8_speed_notes([row("f.onnx", "fp32", 8.0), row("q.onnx", "int8", 5.6)]) == []
     assert _int8_speed_notes([row("q.onnx", "int8", 5.6)]) == []  # nothing to compare with
+
+
+def test_bench_runs_a_foreign_nhwc_model_described_on_the_command_line(tmp_path):
+    import numpy as np
+
+    from tests.helpers import tiny_onnx
+
+    path = tiny_onnx(tmp_path / "nhwc.onnx", np.eye(3, 4, dtype=np.float32), nhwc=True, batch=2)
+    args = ["bench", "-a", str(path), "--profile", "rpi4", "--preprocess", "mean=127.5,std=128,order=BGR"]
+    res = CliRunner().invoke(main, [*args, "-p", "synthetic", "--runs", "3", "-b", "2"])
+    assert res.exit_code == 0, res.output
+    assert "nhwc.onnx" in res.output and "static batch 2" in res.output  # the fixed batch, said

@@ -45,3 +45,32 @@ def test_errors():
         PreprocessSpec(channel_order="RBG")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="expected 112x112"):
         PRESETS["raw255"].apply(np.zeros((1, 64, 64, 3), np.uint8))
+
+
+def test_parse_presets_overrides_and_bare_items():
+    assert PreprocessSpec.parse("arcface") == PreprocessSpec.preset("arcface")
+    spec = PreprocessSpec.parse("imagenet, order=BGR, layout=nhwc")
+    assert spec.channel_order == "BGR" and spec.layout == "NHWC"
+    assert spec.mean == PreprocessSpec.preset("imagenet").mean
+    bare = PreprocessSpec.parse("mean=127.5,std=128,size=112x96")
+    assert bare.mean == (127.5,) * 3 and bare.std == (128.0,) * 3 and bare.size == (112, 96)
+    assert PreprocessSpec.parse("mean=1/2/3").mean == (1.0, 2.0, 3.0)
+    for bad, message in [
+        ("", "empty preprocessing spec"),
+        ("arcface,gamma=2", "bad preprocessing item 'gamma=2'"),
+        ("arcface,BGR", "bad preprocessing item 'BGR'"),
+        ("mean=1/2", "one value or three"),
+        ("size=112", "HEIGHTxWIDTH"),
+        ("arcface,layout=CHW", "layout must be NCHW or NHWC"),
+        ("arcfce", "Did you mean"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            PreprocessSpec.parse(bad)
+
+
+def test_layout_follows_an_unambiguous_input_shape():
+    spec = PreprocessSpec.preset("arcface")
+    assert spec.with_input_shape([1, 112, 112, 3]).layout == "NHWC"
+    assert spec.with_input_shape(["N", 3, 112, 112]).layout == "NCHW"
+    assert spec.with_input_shape([1, 3, 3, 3]) == spec  # can't tell: the declared layout stays
+    assert spec.with_input_shape([]) == spec

@@ -92,3 +92,15 @@ def test_bad_images(tmp_path):
         emb.embed(np.zeros((2, 112, 112, 3), np.float32))
     with pytest.raises(ModelError, match="uint8 RGB"):
         emb.embed(np.zeros((112, 112, 3), np.uint8))
+
+
+@pytest.mark.parametrize("batch", ["N", 4])
+def test_a_foreign_nhwc_model_with_its_own_normalisation(tmp_path, batch):
+    """TFLite-style (N, 112, 112, 3) input, BGR, mean 127.5 / std 128, fixed batch 4: described on the
+    command line, layout from the input shape, and the known output comes out."""
+    path = tiny_onnx(tmp_path / "nhwc.onnx", W, nhwc=True, batch=batch)
+    emb = load_embedder(path, preprocess="mean=127.5,std=128,order=BGR", threads=1)
+    assert emb.input_spec.layout == "NHWC" and emb.max_batch == (4 if batch == 4 else None)
+    imgs = faces(5)
+    spec = PreprocessSpec.parse("mean=127.5,std=128")
+    np.testing.assert_allclose(emb.embed(imgs, normalize=False), expected(imgs[..., ::-1], spec), atol=1e-4)
