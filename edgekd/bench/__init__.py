@@ -33,12 +33,13 @@ __all__ = ["REGISTRY", "BenchOptions", "BenchRun", "bench", "list_profiles", "lo
 
 log = logging.getLogger(__name__)
 
-# file suffix → ArtifactFormat ("module:attr"); TFLite (.tflite) adds one line
+# file suffix → ArtifactFormat ("module:attr")
 REGISTRY = Registry(
     "artifact format",
     {
         ".onnx": "edgekd.bench.formats:ONNX",
         ".xml": "edgekd.bench.formats:OPENVINO",
+        ".tflite": "edgekd.bench.formats:TFLITE",
     },
     error=UnsupportedTargetError,
 )
@@ -137,7 +138,7 @@ def _format(path: Path):
 
 
 REGISTRY_MESSAGE = (
-    "no benchmark runner for '{suffix}' files; known: {known} (a TFLite runner is not written yet)"
+    "no benchmark runner for '{suffix}' files; known: {known} (convert makes them with edgekd convert)"
 )
 
 

@@ -72,7 +72,7 @@ ONNX = ArtifactFormat(
 
 
 def _identity(path: Path, workdir: Path) -> tuple[Path, list[str]]:
-    """IR files run as they are (the ``.bin`` beside the ``.xml``)."""
+    """IR and TFLite files run as they are (an IR's ``.bin`` beside its ``.xml``)."""
     return path, []
 
 
@@ -87,6 +87,16 @@ OPENVINO = ArtifactFormat(
     runtime="openvino",
     module="openvino",
     backend="device_openvino",
+    prepare=_identity,
+    preprocess=_manifest_preprocess,
+)
+
+
+TFLITE = ArtifactFormat(
+    name="tflite",
+    runtime="tflite",
+    module="ai_edge_litert",
+    backend="device_litert",
     prepare=_identity,
     preprocess=_manifest_preprocess,
 )

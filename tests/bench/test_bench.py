@@ -96,10 +96,15 @@ def test_bad_input_exits_2_without_traceback(runner, tiny, extra, message):
 def test_missing_and_unsupported_artifacts(runner, tmp_path):
     res = runner.invoke(main, ["bench", "-a", str(tmp_path / "nope.onnx"), "--profile", "x86"])
     assert res.exit_code == 2 and "error: artifact not found" in res.output
-    tfl = tmp_path / "m.tflite"
-    tfl.write_bytes(b"TFL3")
-    res = runner.invoke(main, ["bench", "-a", str(tfl), "--profile", "x86"])
-    assert res.exit_code == 2 and "no benchmark runner for '.tflite' files; known: .onnx, .xml" in res.output
+    other = tmp_path / "m.mlmodel"
+    other.write_bytes(b"core ml")
+    res = runner.invoke(main, ["bench", "-a", str(other), "--profile", "x86"])
+    known = "known: .onnx, .xml, .tflite"
+    assert res.exit_code == 2 and f"no benchmark runner for '.mlmodel' files; {known}" in res.output
+    broken = tmp_path / "m.tflite"  # a format bench knows, a file it cannot open: named, no traceback
+    broken.write_bytes(b"TFL3")
+    res = runner.invoke(main, ["bench", "-a", str(broken), "--profile", "x86", "--preprocess", "arcface"])
+    assert res.exit_code == 2 and "m.tflite" in res.output and "Traceback" not in res.output
 
 
 def test_runtime_missing_on_this_host(runner, tmp_path, monkeypatch):

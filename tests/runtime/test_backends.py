@@ -141,3 +141,32 @@ def test_bad_artifacts(tmp_path):
     other.write_bytes(b"?")
     with pytest.raises(ModelError, match=r"\.tflite"):
         load_embedder(other)
+
+
+@pytest.mark.slow
+@needs_litert_torch
+def test_bench_runs_a_full_integer_tflite_and_checks_its_golden_faces(tflite_int8, tmp_path):
+    """bench's LiteRT runner (numpy + ai_edge_litert only) quantizes input and dequantizes output as
+    LiteRtEmbedder does: its golden-face embeddings equal the embedder's."""
+    import dataclasses
+    import shutil
+
+    from edgekd.bench import bench
+    from edgekd.convert.golden import artifact_sha256, write_golden
+
+    folder = tmp_path / "a"
+    folder.mkdir()
+    path = folder / "model.tflite"
+    shutil.copy(tflite_int8, path)
+    manifest = Manifest(target="tflite", artifact="model.tflite", preprocess=SPEC, embedding_size=8)
+    write_manifest(manifest, folder)
+    imgs = faces(6, seed=4)
+    golden = write_golden(folder, imgs, LiteRtEmbedder(path, SPEC).embed(imgs), "litert here")
+    write_manifest(
+        dataclasses.replace(manifest, artifact_sha256=artifact_sha256(path), golden=golden), folder
+    )
+    run = bench([str(path)], "rpi4", pairs="synthetic", runs=3, batch=2)
+    (result,) = run.results
+    assert run.failures == [] and result["format"] == "tflite" and result["accuracy"] is not None
+    assert result["device_parity"]["min_cosine"] > 0.99999
+    assert result["runtime"]["runtime"] == "ai_edge_litert"
