@@ -141,6 +141,11 @@ def eval_cmd(
 @click.option("--folds", help="Fold selection for accuracy, e.g. '6-10'.  [default: all]")
 @click.option("--runs", type=int, help="Timed runs after warm-up.  [default: 50]")
 @click.option("--seconds", type=float, help="Time runs for this long instead of a fixed --runs.")
+@click.option(
+    "--min-seconds",
+    type=float,
+    help="And keep timing until this long has passed (MLPerf/benchmark_app minimum duration, e.g. 60).",
+)
 @click.option("--warmup", type=int, help="Untimed warm-up runs.  [default: 5]")
 @click.option("-b", "--batch", type=int, help="Batch size for the throughput measurement.  [default: 8]")
 @click.option(

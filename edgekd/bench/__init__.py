@@ -44,6 +44,7 @@ REGISTRY = Registry(
     error=UnsupportedTargetError,
 )
 DEFAULT_RUNS = 50
+HIGH_CV = 0.10  # std/mean above which the timings are called noisy
 EMBED_BATCH = 64  # images per forward pass when embedding pairs (accuracy does not depend on it)
 _ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -58,6 +59,7 @@ class BenchOptions:
     folds: str | None = None
     runs: int | None = None  # default DEFAULT_RUNS when neither runs nor seconds is given
     seconds: float | None = None
+    min_seconds: float | None = None  # and time at least this long (MLPerf / benchmark_app minimum duration)
     warmup: int = 5
     batch: int = 8
     preprocess: str | None = None
@@ -78,6 +80,8 @@ class BenchOptions:
             raise ConfigError("give --runs or --seconds, not both")
         if (self.runs is not None and self.runs < 1) or (self.seconds is not None and self.seconds <= 0):
             raise ConfigError(f"--runs must be >= 1 and --seconds > 0, got {self.runs}, {self.seconds}")
+        if self.min_seconds is not None and self.min_seconds < 0:
+            raise ConfigError(f"--min-seconds must be >= 0, got {self.min_seconds}")
         if self.warmup < 0 or self.batch < 1:
             raise ConfigError(f"--warmup must be >= 0 and --batch >= 1, got {self.warmup}, {self.batch}")
         if self.connect_timeout_s < 1 or self.timeout_s <= 0:
@@ -332,6 +336,7 @@ def _bench_one(path, fmt, prof, opts, target, vset, images, images_path, work, p
         "warmup": opts.warmup,
         "runs": _runs(opts),
         "seconds": opts.seconds,
+        "min_seconds": opts.min_seconds,
         "batch": opts.batch,
         "input": spec.to_dict(),
         "embed_batch": EMBED_BATCH,
@@ -350,6 +355,13 @@ def _bench_one(path, fmt, prof, opts, target, vset, images, images_path, work, p
         notes.append(
             f"profile prefers {', '.join(runtime['providers_missing'])}: not in this onnxruntime build; "
             f"ran on {', '.join(runtime['providers'])}"
+        )
+    cv = res["latency"].get("cv")
+    if cv is not None and cv > HIGH_CV:
+        notes.append(
+            f"latency varies a lot (coefficient of variation {100 * cv:.0f} %, as trtexec warns above "
+            f"{100 * HIGH_CV:.0f} %): a busy or throttling machine; p50 is the robust number, or re-run "
+            "with --min-seconds 60 on a quiet host"
         )
     if res.get("max_batch") and opts.batch > 1:
         notes.append(

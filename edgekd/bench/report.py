@@ -37,6 +37,10 @@ def _acc(result: dict) -> str:
     return f"{100 * m['accuracy']:.2f} ± {100 * m['accuracy_std']:.2f}"
 
 
+def _cv(cv: float | None) -> str:
+    return "" if cv is None or cv != cv else f" ({100 * cv:.0f} %)"
+
+
 def _parity(p: dict | None) -> str:
     if not p:
         return "-"
@@ -58,7 +62,7 @@ def results_table(run: dict) -> str:
         "p50 ms",
         "p90 ms",
         "p99 ms",
-        "mean ± std ms",
+        "mean ± std ms (CV)",
         "min / max ms",
         f"img/s @ batch {batch}",
         "peak RSS MB",
@@ -79,7 +83,7 @@ def results_table(run: dict) -> str:
                 _ms(lat["p50_ms"]),
                 _ms(lat["p90_ms"]),
                 _ms(lat["p99_ms"]),
-                f"{_ms(lat['mean_ms'])} ± {_ms(lat['std_ms'])}",
+                f"{_ms(lat['mean_ms'])} ± {_ms(lat['std_ms'])}" + _cv(lat.get("cv")),
                 f"{_ms(lat['min_ms'])} / {_ms(lat['max_ms'])}",
                 _f(r["throughput"]["images_per_s"], ".1f"),
                 _f(r["memory"]["peak_rss_mb"], ".0f"),

@@ -153,6 +153,7 @@ def run_job(job: dict, base: Path, backend=None, clock=time.perf_counter) -> dic
         runs=job.get("runs"),
         seconds=job.get("seconds"),
         clock=clock,
+        min_seconds=job.get("min_seconds"),
     )
     if batch > 1:
         many = preprocess(rng.integers(0, 256, (batch, h, w, 3), dtype=np.uint8), spec)

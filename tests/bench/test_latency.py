@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -76,3 +78,16 @@ def test_real_clock_smoke():
     t = measure(lambda: sum(range(100)), warmup=1, runs=20)
     s = t.stats()
     assert s.runs == 20 and 0 <= s.min_ms <= s.p50_ms <= s.p90_ms <= s.p99_ms <= s.max_ms
+
+
+def test_field_statistics_and_minimum_duration():
+    """p95/p99.9 and CV as the field's tools report them; --min-seconds keeps timing past --runs."""
+    stats = LatencyStats.from_samples([1.0, 2.0, 3.0, 4.0])
+    assert stats.p95_ms == pytest.approx(3.85) and stats.p999_ms == pytest.approx(3.997)
+    assert stats.cv == pytest.approx(math.sqrt(1.25) / 2.5)
+    ticks = iter(range(1000))
+    clock = lambda: next(ticks) * 0.5  # noqa: E731 - each call advances 0.5 s
+    timing = measure(lambda: None, warmup=0, runs=2, min_seconds=10.0, clock=clock)
+    assert len(timing.samples_ms) > 2 and timing.total_s >= 10.0
+    with pytest.raises(ValueError, match="min_seconds"):
+        measure(lambda: None, runs=1, min_seconds=-1.0)
