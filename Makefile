@@ -12,7 +12,7 @@ THREADS ?= 2
 STEPS  ?= 30
 export EDGEKD_SHARED := $(SHARED)
 
-.PHONY: venv test test-slow demo lint format clean
+.PHONY: venv test test-slow demo lint format clean arm64-device
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,8 @@ test: venv
 	command -v /usr/sbin/sshd >/dev/null || (command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq openssh-server) >/dev/null 2>&1) || true
 	# QEMU user-mode: the tests run ORT/OpenVINO's AVX2 (non-VNNI) kernels on any x86-64 host (edgekd/bench/emulation.py)
 	command -v qemu-x86_64-static >/dev/null || (command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq qemu-user-static) >/dev/null 2>&1) || true
+	# An emulated Raspberry Pi (arm64 Debian root + aarch64 wheels, cached in ~/.cache/edgekd/arm64)
+	$(MAKE) arm64-device || echo "(no emulated ARM64 device: its tests skip, naming it)"
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # The slow tests (DDP over torchrun, TFLite conversions, full-size QAT): .ci/run adds them when time allows.
@@ -70,6 +72,11 @@ demo: $(BIN)/.demo-installed
 	  $(if $(DATA),-p "$(DATA)" --folds $(FOLDS),-p synthetic) --runs 50 \
 	  --json demo-out/bench.json --report demo-out/bench.md \
 	  || echo "(bench failed: the message above says why)"
+
+# `edgekd bench --emulate --profile rpi4`: needs qemu-user-static and debootstrap (Debian), PyPI
+arm64-device: venv
+	command -v /usr/sbin/debootstrap >/dev/null || (command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq debootstrap qemu-user-static) >/dev/null 2>&1) || true
+	$(BIN)/python -m edgekd.bench.arm64_root build
 
 lint: venv
 	$(BIN)/ruff check edgekd tests benchmarks

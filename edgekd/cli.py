@@ -154,6 +154,13 @@ def eval_cmd(
     "items, e.g. 'arcface,order=BGR' (as in edgekd eval).",
 )
 @click.option("--remote", metavar="USER@HOST[:PORT]", help="Measure on this device over SSH.")
+@click.option(
+    "--emulate",
+    is_flag=True,
+    default=None,
+    help="Run on the profile's CPU under emulation here (QEMU: an ARM64 root for Pis/Jetsons, built by "
+    "`make arm64-device`; Haswell for x86): real accuracy and parity, no latency.",
+)
 @click.option("--ssh-key", type=click.Path(dir_okay=False), help="Private key for --remote.")
 @click.option("--known-hosts", type=click.Path(dir_okay=False), help="known_hosts file for --remote.")
 @click.option("--remote-python", help="Python with numpy + the runtime on the device.  [default: python3]")

@@ -69,6 +69,7 @@ class BenchOptions:
     remote_python: str = "python3"
     connect_timeout_s: int = 10
     timeout_s: float = 1800.0
+    emulate: bool = False  # run on the profile's ISA under emulation (edgekd.bench.emulation)
     skip_hash: bool = False  # don't compare the artifact's sha256 with its manifest
     no_golden: bool = False  # don't run the golden faces (parity on the device)
     allow_mismatch: bool = False  # report hash/parity failures without failing the command
@@ -84,6 +85,8 @@ class BenchOptions:
             raise ConfigError(f"--min-seconds must be >= 0, got {self.min_seconds}")
         if self.warmup < 0 or self.batch < 1:
             raise ConfigError(f"--warmup must be >= 0 and --batch >= 1, got {self.warmup}, {self.batch}")
+        if self.emulate and self.remote:
+            raise ConfigError("give --remote (a real device) or --emulate (this host emulating it), not both")
         if self.connect_timeout_s < 1 or self.timeout_s <= 0:
             raise ConfigError("timeouts must be positive")
 
@@ -221,8 +224,10 @@ def bench(
                 f"(its runtimes: {runtimes})"
             )
         planned.append((path, fmt))
-    target = None
-    if opts.remote:
+    target: Any = None
+    if opts.emulate:
+        target = _emulated_device(prof, planned)
+    elif opts.remote:
         target = RemoteTarget.parse(
             opts.remote,
             identity=Path(opts.ssh_key).expanduser() if opts.ssh_key else None,
@@ -268,9 +273,14 @@ def bench(
             result = _bench_one(path, fmt, prof, opts, target, vset, images, images_path, sub, progress)
             measured_on = measured_on or result["measured_on"]
             results.append(result)
-    where = f"ssh {target.label}" if target else "local"
+    where = f"ssh {target.label}" if isinstance(target, RemoteTarget) else target.label if target else "local"
     if target is None:
         run_notes += _host_notes(prof, results[0] if results else None)
+    if isinstance(target, EmulatedDevice):
+        run_notes.append(
+            f"emulated {target.isa} ({target.how}): accuracy and parity are the {target.isa} kernels' real "
+            "numbers; latency is instruction-level emulation, not a device latency, and is not reported"
+        )
     run_notes += _int8_speed_notes(results)
     from edgekd.info import host_info
 
@@ -297,11 +307,36 @@ def _host_notes(prof: Profile, result: dict | None) -> list[str]:
     return notes
 
 
+@dataclass(frozen=True)
+class EmulatedDevice:
+    """The profile's ISA run on this host under emulation: the runner's Python under QEMU (an ARM64
+    root for Pis and Jetsons, QEMU Haswell for x86 without VNNI)."""
+
+    isa: str
+    cpu: str | None
+    how: str
+
+    @property
+    def label(self) -> str:
+        return f"emulated {self.isa}" + (f" ({self.cpu})" if self.cpu else "")
+
+
+def _emulated_device(prof: Profile, planned: list) -> EmulatedDevice:
+    """The emulator for ``prof``'s ISA, checked for every planned format before any work."""
+    from edgekd.bench.emulation import emulator
+
+    isa = prof.cpu.int8_isa
+    for _, fmt in planned:
+        emu = emulator(isa, fmt.backend, prof.cpu.qemu_cpu)
+        emu.command()  # not installed / not built: the error says how to get it
+    return EmulatedDevice(isa, prof.cpu.qemu_cpu, emu.how)
+
+
 def _int8_speed_notes(results: list[dict]) -> list[str]:
     """When one run holds float and int8 artifacts of a format, say plainly if int8 was not faster."""
     notes = []
     for fmt in sorted({r["format"] for r in results}):
-        same = [r for r in results if r["format"] == fmt and r.get("latency")]
+        same = [r for r in results if r["format"] == fmt and r.get("latency") and not r.get("emulated")]
         floats = [r for r in same if r.get("precision") == "fp32"]
         for r in (r for r in same if r.get("precision") == "int8"):
             for f in floats:
@@ -323,7 +358,8 @@ def _bench_one(path, fmt, prof, opts, target, vset, images, images_path, work, p
     spec = fmt.preprocess(path, opts.preprocess)
     choice = prof.runtime_for(fmt.runtime)
     threads = prof.threads
-    if target is None and threads > (os.cpu_count() or threads):
+    local = target is None or isinstance(target, EmulatedDevice)
+    if local and threads > (os.cpu_count() or threads):
         threads = os.cpu_count() or threads
         notes.append(
             f"{prof.name} uses {prof.threads} threads; this host has {threads} logical cores: ran {threads}"
@@ -344,7 +380,14 @@ def _bench_one(path, fmt, prof, opts, target, vset, images, images_path, work, p
     }
     golden, failures = _golden_job(path, run_path, job, opts)
     log.info("benchmarking %s (%s) %s", path.name, fmt.name, f"on {target.label}" if target else "locally")
-    if target is not None:
+    if isinstance(target, EmulatedDevice):
+        # emulated time is not a latency: a token timing run, then the images and golden faces
+        job.update(warmup=0, runs=2, seconds=None, min_seconds=None, batch=1)
+        job["images"] = str(images_path.resolve()) if images_path else None
+        res = run_local(job, fmt.backend, fmt.module, opts.timeout_s, emulate=target.isa, cpu=target.cpu)
+        res["emulated"] = True
+        res["host"] = {**res["host"], "cpu": f"{target.label} on {res['host']['cpu']}"}
+    elif target is not None:
         res = run_remote(target, job, bundle_files(fmt.backend), run_path, images_path, fmt.module)
     else:
         res = run_local(job, fmt.backend, fmt.module, opts.timeout_s)
@@ -363,7 +406,7 @@ def _bench_one(path, fmt, prof, opts, target, vset, images, images_path, work, p
             f"{100 * HIGH_CV:.0f} %): a busy or throttling machine; p50 is the robust number, or re-run "
             "with --min-seconds 60 on a quiet host"
         )
-    if res.get("max_batch") and opts.batch > 1:
+    if res.get("max_batch") and job["batch"] > 1:
         notes.append(
             f"static batch {res['max_batch']}: batch {opts.batch} ran as {res['max_batch']}-image calls"
         )

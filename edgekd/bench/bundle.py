@@ -61,6 +61,7 @@ def run_local(
     timeout_s: float | None = None,
     emulate: str | None = None,
     native: bool = True,
+    cpu: str | None = None,
 ) -> dict:
     """Run ``job`` (absolute paths) in a fresh local process; returns the runner's result dict.
     ``emulate``: another ISA's kernels (:mod:`edgekd.bench.emulation`): the backend's own dispatch limit
@@ -69,10 +70,11 @@ def run_local(
 
     from edgekd.bench.emulation import emulator
 
-    prefix, env, where = [], None, "this host"
+    command, env, where = [sys.executable], None, "this host"
     if emulate is not None:
-        emu = emulator(emulate, backend if native else None)
-        prefix, env, where = emu.prefix(), {**os.environ, **emu.env()}, f"this host, {emulate} via {emu.how}"
+        emu = emulator(emulate, backend if native else None, cpu)
+        command, env = emu.command(), {**os.environ, **emu.env()}
+        where = f"this host, {emulate} via {emu.how}"
     with tempfile.TemporaryDirectory(prefix="edgekd-bench-") as tmp:
         folder = Path(tmp)
         runner = write_bundle(folder, backend)
@@ -81,8 +83,7 @@ def run_local(
         try:
             proc = subprocess.run(
                 [
-                    *prefix,
-                    sys.executable,
+                    *command,
                     str(runner),
                     "--config",
                     str(folder / "job.json"),

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.errors import UnsupportedTargetError
-from edgekd.isa import X86_AVX2
+from edgekd.isa import ARM64, X86_AVX2
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,42 @@ class Emulator:
     def env(self) -> dict[str, str]:
         return {"QEMU_CPU": self.cpu}
 
+    def command(self) -> list[str]:
+        """The interpreter to start the runner with: this venv's Python under QEMU."""
+        import sys
+
+        return [*self.prefix(), sys.executable]
+
+
+@dataclass(frozen=True)
+class DeviceRoot:
+    """Another architecture's Python in a root folder (``edgekd.bench.arm64_root``), under QEMU."""
+
+    isa: str
+    cpu: str
+    host_arch: str = "any"
+    how: str = "QEMU user-mode emulation of an arm64 root"
+
+    def path(self) -> str | None:
+        from edgekd.bench import arm64_root
+
+        return "built" if shutil.which("qemu-aarch64-static") and arm64_root.is_built() else None
+
+    def prefix(self) -> list[str]:
+        from edgekd.bench import arm64_root
+
+        return arm64_root.python_command()[:-3]  # the QEMU binary; the root's Python is in command()
+
+    def env(self) -> dict[str, str]:
+        from edgekd.bench import arm64_root
+
+        return arm64_root.environment(self.cpu)
+
+    def command(self) -> list[str]:
+        from edgekd.bench import arm64_root
+
+        return arm64_root.python_command()
+
 
 @dataclass(frozen=True)
 class NativeDispatch:
@@ -75,6 +111,11 @@ class NativeDispatch:
     def env(self) -> dict[str, str]:
         return {self.variable: self.value}
 
+    def command(self) -> list[str]:
+        import sys
+
+        return [*self.prefix(), sys.executable]
+
 
 EMULATORS = {X86_AVX2: Emulator(X86_AVX2, "qemu-x86_64-static", "Haswell", "x86_64", "QEMU Haswell")}
 # (bench backend, ISA) -> the runtime's own dispatch limit, preferred to QEMU where it exists
@@ -85,10 +126,18 @@ DISPATCH = {
 }
 
 
-def emulator(isa: str, backend: str | None = None) -> Emulator | NativeDispatch:
-    """How to run ``isa``'s kernels here: the backend's own dispatch limit if it has one, else QEMU."""
+ARM64_CPU = "cortex-a72"  # a Raspberry Pi 4's core; profiles name theirs (cpu.qemu_cpu)
+
+
+def emulator(
+    isa: str, backend: str | None = None, cpu: str | None = None
+) -> Emulator | NativeDispatch | DeviceRoot:
+    """How to run ``isa``'s kernels here: the backend's own dispatch limit if it has one, else QEMU
+    (for ARM64, the emulated device root with ``cpu``)."""
     if (backend, isa) in DISPATCH:
         return DISPATCH[(backend, isa)]
+    if isa == ARM64:
+        return DeviceRoot(ARM64, cpu or ARM64_CPU)
     if isa not in EMULATORS:
         raise UnsupportedTargetError(f"no emulator for ISA '{isa}' (known: {', '.join(EMULATORS)})")
     return EMULATORS[isa]
@@ -102,11 +151,11 @@ def can_emulate(isa: str, backend: str | None = None) -> bool:
         emu = emulator(isa, backend)
     except UnsupportedTargetError:
         return False
-    return emu.path() is not None and platform.machine().lower() == emu.host_arch
+    return emu.path() is not None and emu.host_arch in ("any", platform.machine().lower())
 
 
 def emulated_embeddings(
-    artifact: Path, images: np.ndarray, isa: str, threads: int = 1, qemu: bool = False
+    artifact: Path, images: np.ndarray, isa: str, threads: int = 1, qemu: bool = False, cpu: str | None = None
 ) -> np.ndarray:
     """Embeddings of ``images`` ((N, H, W, 3) uint8 RGB) computed by the artifact's runtime on ``isa``'s
     kernels (its own dispatch limit, or QEMU; ``qemu=True`` forces QEMU): the runner bundle, as
@@ -119,7 +168,7 @@ def emulated_embeddings(
 
     fmt = _format(Path(artifact))
     backend = None if qemu else fmt.backend
-    emulator(isa, backend).prefix()  # no emulator here: say how to get one before any work
+    emulator(isa, backend, cpu).command()  # no emulator here: say how to get one before any work
     with tempfile.TemporaryDirectory(prefix="edgekd-emulate-") as tmp:
         run_path, _ = fmt.prepare(Path(artifact), Path(tmp))
         np.save(Path(tmp) / "images.npy", np.ascontiguousarray(images, dtype=np.uint8))
@@ -137,5 +186,5 @@ def emulated_embeddings(
             "embed_batch": 16,
             "seed": 0,
         }
-        result = run_local(job, fmt.backend, fmt.module, emulate=isa, native=not qemu)
+        result = run_local(job, fmt.backend, fmt.module, emulate=isa, native=not qemu, cpu=cpu)
     return decode_embeddings(result["embeddings"])

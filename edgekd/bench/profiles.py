@@ -66,6 +66,7 @@ class CpuUnit(ComputeUnit):
     cores: int
     frequency_ghz: float
     isa: tuple[str, ...] = ()
+    qemu_cpu: str | None = None  # QEMU's model of this core, for `edgekd bench --emulate`
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -73,19 +73,24 @@ def results_table(run: dict) -> str:
     rows = []
     for r in run["results"]:
         lat, est = r["latency"], r.get("estimate")
+        timing = [
+            _ms(r["load_ms"]),
+            _ms(r["first_ms"]),
+            _ms(lat["p50_ms"]),
+            _ms(lat["p90_ms"]),
+            _ms(lat["p99_ms"]),
+            f"{_ms(lat['mean_ms'])} ± {_ms(lat['std_ms'])}" + _cv(lat.get("cv")),
+            f"{_ms(lat['min_ms'])} / {_ms(lat['max_ms'])}",
+            _f(r["throughput"]["images_per_s"], ".1f"),
+        ]
+        if r.get("emulated"):  # instruction-level emulation: never reported as a latency
+            timing = ["emulated"] * len(timing)
         rows.append(
             [
                 r["name"],
                 r["precision"],
                 _ms(r["size_bytes"] / 1e6),
-                _ms(r["load_ms"]),
-                _ms(r["first_ms"]),
-                _ms(lat["p50_ms"]),
-                _ms(lat["p90_ms"]),
-                _ms(lat["p99_ms"]),
-                f"{_ms(lat['mean_ms'])} ± {_ms(lat['std_ms'])}" + _cv(lat.get("cv")),
-                f"{_ms(lat['min_ms'])} / {_ms(lat['max_ms'])}",
-                _f(r["throughput"]["images_per_s"], ".1f"),
+                *timing,
                 _f(r["memory"]["peak_rss_mb"], ".0f"),
                 _acc(r),
                 _parity(r.get("device_parity")),

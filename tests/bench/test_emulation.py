@@ -11,9 +11,18 @@ from edgekd.isa import ARM64, X86_AVX2
 
 
 def test_unknown_isa_has_no_emulator():
-    with pytest.raises(UnsupportedTargetError, match=r"no emulator for ISA 'arm64'.*x86-avx2"):
-        emulation.emulator(ARM64)
-    assert not emulation.can_emulate(ARM64)
+    with pytest.raises(UnsupportedTargetError, match=r"no emulator for ISA 'riscv64'.*x86-avx2"):
+        emulation.emulator("riscv64")
+    assert not emulation.can_emulate("riscv64")
+
+
+def test_arm64_device_not_built_says_how_to_build_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGEKD_ARM64_ROOT", str(tmp_path / "none"))
+    emu = emulation.emulator(ARM64, cpu="cortex-a76")
+    assert emu.env()["QEMU_CPU"] == "cortex-a76" and not emulation.can_emulate(ARM64)
+    if emulation.shutil.which("qemu-aarch64-static"):
+        with pytest.raises(UnsupportedTargetError, match=r"not built.*make arm64-device"):
+            emu.command()
 
 
 def test_missing_qemu_says_how_to_install_it(monkeypatch, tmp_path):
@@ -36,8 +45,7 @@ def test_openvino_runs_avx2_natively_through_onednns_dispatch_limit():
     if emulation.can_emulate(X86_AVX2, "device_openvino"):
         assert emu.prefix() == []  # no QEMU binary in front of the runner
     assert isinstance(emulation.emulator(X86_AVX2, "device_ort"), emulation.Emulator)  # MLAS: QEMU only
-    with pytest.raises(UnsupportedTargetError, match="no emulator for ISA 'arm64'"):
-        emulation.emulator(ARM64, "device_openvino")
+    assert isinstance(emulation.emulator(ARM64, "device_openvino"), emulation.DeviceRoot)
 
 
 def test_native_dispatch_needs_the_cpu_flag(monkeypatch):

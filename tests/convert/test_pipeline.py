@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from edgekd.bench.emulation import can_emulate
 from edgekd.config import load_config
 from edgekd.convert.images import face_images
 from edgekd.convert.pipeline import convert_checkpoint
@@ -188,3 +189,20 @@ def test_bench_refuses_a_manifest_whose_golden_file_is_missing(qat_ckpt, tmp_pat
     with pytest.raises(ConfigError, match=r"golden file missing: .*golden_embeddings.npy.*--no-golden"):
         bench([str(result.artifact)], "x86", runs=3, batch=1)
     assert bench([str(result.artifact)], "x86", runs=3, batch=1, no_golden=True).failures == []
+
+
+@pytest.mark.slow  # ~1.5 min: two runs of MobileFaceNet under QEMU
+@pytest.mark.skipif(not can_emulate("arm64"), reason="emulated ARM64 device not built: make arm64-device")
+def test_emulated_pi4_computes_the_golden_faces_and_a_changed_byte_breaks_parity(qat_ckpt, tmp_path):
+    """The artifact on a Pi 4's ARM kernels (QEMU cortex-a72, onnxruntime aarch64): the golden faces
+    give the embeddings convert recorded on this x86 host; a one-byte change is caught there too."""
+    from edgekd.bench import bench
+
+    result = convert_checkpoint(qat_ckpt, out=tmp_path, num_parity=32, threads=1)
+    run = bench([str(result.artifact)], "rpi4", emulate=True)
+    (res,) = run.results
+    assert res["emulated"] and run.failures == [] and run.where == "emulated arm64 (cortex-a72)"
+    assert res["device_parity"]["mean_cosine"] >= 0.999 and res["device_parity"]["min_cosine"] >= 0.99
+    _flip_one_weight_byte(result.artifact)
+    (failure,) = bench([str(result.artifact)], "rpi4", emulate=True, skip_hash=True).failures
+    assert "parity on emulated arm64 (cortex-a72)" in failure
