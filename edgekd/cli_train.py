@@ -74,10 +74,24 @@ def _run(target: str | None, method: str | None, profile: str | None = None, **o
         overrides = (*overrides, f"qat.profile={profile}")
     cfg = load_config(DistillConfig, config, overrides, **options)
     result = distill(cfg, resume=resume, progress=progress)
-    best = f", best val accuracy {100 * result.best_metric:.2f} %" if result.best_metric is not None else ""
-    click.echo(f"trained {result.step} steps in {result.seconds:.0f} s{best}; checkpoints in {result.out}")
+    click.echo(f"trained {result.step} steps in {result.seconds:.0f} s; checkpoints in {result.out}")
+    if result.best_metric is not None:
+        click.echo(_validation_line(cfg, 100 * result.best_metric))
     if target:
         click.echo(f"next: edgekd convert --checkpoint {result.last_checkpoint} --target {target}")
+
+
+def _validation_line(cfg: Any, accuracy: float) -> str:
+    """The best validation accuracy with what it means: on which pairs, and what chance is."""
+    where = f"{cfg.val_pairs}" + (f" folds {cfg.val_folds}" if cfg.val_folds else "")
+    line = f"best verification accuracy {accuracy:.2f} % on {where} (same person or not; chance is 50 %)"
+    if cfg.val_pairs == "synthetic" and not cfg.student_init:
+        line += (
+            f". A student trained from random weights for {cfg.steps} steps on synthetic faces is expected "
+            "near chance: this run shows the pipeline works, not a face model. Real faces: DATA=<LFW "
+            "folder> or ../shared, and --init mobilefacenet_ms1m"
+        )
+    return line
 
 
 @main.command("distill")

@@ -95,3 +95,17 @@ def test_info(runner):
     info = json.loads(res.output)
     assert info["packages"]["torch"].startswith("2.13.0")
     assert "CPUExecutionProvider" in info["runtimes"]["onnxruntime"]
+
+
+def test_the_validation_line_says_what_the_number_means():
+    from types import SimpleNamespace
+
+    from edgekd.cli_train import _validation_line
+
+    scratch = SimpleNamespace(val_pairs="synthetic", val_folds=None, student_init=None, steps=30)
+    line = _validation_line(scratch, 50.0)
+    assert "50.00 % on synthetic" in line and "chance is 50 %" in line and "expected near chance" in line
+    lfw = SimpleNamespace(val_pairs="lfw112", val_folds="6-10", student_init="mobilefacenet_ms1m", steps=30)
+    assert "near chance" not in _validation_line(lfw, 98.5) and "lfw112 folds 6-10" in _validation_line(
+        lfw, 98.5
+    )
