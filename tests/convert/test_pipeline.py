@@ -180,15 +180,13 @@ def test_bench_checks_the_hash_and_the_golden_faces_where_it_runs(qat_ckpt, tmp_
     assert res.exit_code == 1 and "FAILED checks" in res.output and "--allow-mismatch" in res.output
     assert CliRunner().invoke(main, [*args, "--allow-mismatch"]).exit_code == 0
 
-
-def test_bench_refuses_a_manifest_whose_golden_file_is_missing(qat_ckpt, tmp_path):
-    from edgekd.bench import bench
-
-    result = convert_checkpoint(qat_ckpt, out=tmp_path, num_parity=8, threads=1)
+    # a golden file the manifest lists but the folder lacks: an error naming it and the way around it
     (tmp_path / "golden_embeddings.npy").unlink()
     with pytest.raises(ConfigError, match=r"golden file missing: .*golden_embeddings.npy.*--no-golden"):
         bench([str(result.artifact)], "x86", runs=3, batch=1)
-    assert bench([str(result.artifact)], "x86", runs=3, batch=1, no_golden=True).failures == []
+    assert (
+        bench([str(result.artifact)], "x86", runs=3, batch=1, no_golden=True, skip_hash=True).failures == []
+    )
 
 
 @pytest.mark.slow  # ~1.5 min: two runs of MobileFaceNet under QEMU
