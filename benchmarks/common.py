@@ -50,3 +50,22 @@ def write_result(name: str, title: str, body_md: str, payload: dict) -> Path:
     )
     (RESULTS / f"{name}.json").write_text(json.dumps({**stamp, "host": host, **payload}, indent=2))
     return md
+
+
+def child_result(args: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run ``python <args>`` (a benchmark re-invoking itself for one part, in a fresh process) and return
+    the JSON it printed on a ``RESULT `` line; exit with its stderr when there is none."""
+    import os
+
+    cmd = [sys.executable, *args]
+    done = subprocess.run(
+        cmd,
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        sys.exit(f"{' '.join(args[1:])} failed:\n{done.stderr[-4000:]}")
+    return json.loads(line[len("RESULT ") :])

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_result
+from common import child_result, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 ROUNDS = 10  # latency blocks per artifact, interleaved
@@ -151,12 +150,7 @@ def main() -> None:
         return
     results = {}
     for target in args.targets.split(","):
-        cmd = [sys.executable, __file__, "--single", target, *sys.argv[1:]]
-        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-        line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            sys.exit(f"{target} failed:\n{done.stderr[-4000:]}")
-        results[target] = json.loads(line[len("RESULT ") :])
+        results[target] = child_result([__file__, "--single", target, *sys.argv[1:]])
         body = (
             f"QAT checkpoints of `benchmarks/qat.py` ({args.method}); PTQ from the pretrained float student "
             f"({args.calib} LFW training faces); accuracy on LFW folds 6-10 (3,000 pairs); parity on "

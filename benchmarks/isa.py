@@ -27,14 +27,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_result
+from common import child_result, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 ROUNDS = 10
@@ -204,12 +202,7 @@ def openvino_avx2_run(args) -> dict:
 
 
 def run_child(flag: list[str], env: dict | None = None) -> dict:
-    cmd = [sys.executable, __file__, *flag, *sys.argv[1:]]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, **(env or {})})
-    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
-        sys.exit(f"{' '.join(flag)} failed:\n{done.stderr[-4000:]}")
-    return json.loads(line[len("RESULT ") :])
+    return child_result([__file__, *flag, *sys.argv[1:]], env)
 
 
 def _acc(a: dict | None, key: str) -> str:

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_result
+from common import child_result, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -152,12 +150,7 @@ def main() -> None:
     if args.measure:
         print("RESULT " + json.dumps(measure_child(args)))
         return
-    cmd = [sys.executable, __file__, "--measure", *sys.argv[1:]]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, **AVX2_ENV})
-    line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
-        sys.exit(f"measurement failed:\n{done.stderr[-4000:]}")
-    measured = json.loads(line[len("RESULT ") :])
+    measured = child_result([__file__, "--measure", *sys.argv[1:]], AVX2_ENV)
     res = fit(measured, args)
     body = (
         f"One core of this host at {res['host_ghz']:.2f} GHz with AVX2 peaks. Fitted: fp32 efficiency "
