@@ -245,6 +245,7 @@ def test_integer_reference_is_bit_exact_with_openvino(tmp_path):
     assert np.abs(simulated - expected).max() > 1e-3 * np.abs(expected).max()  # the floor the twin removes
 
 
+@pytest.mark.slow  # ~70 s: three full-size conversions
 def test_openvino_twin_refuses_graphs_it_cannot_reproduce():
     """X86InductorQuantizer leaves conv → residual add in float; the plugin runs that as a JIT
     subgraph the twin does not reproduce: IntegerReference refuses, parity falls back to float32."""
