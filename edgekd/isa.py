@@ -58,8 +58,9 @@ def host_isa(cpuinfo: Path = Path("/proc/cpuinfo"), runtime: str | None = None) 
     VNNI, CPUID does not) and, for OpenVINO, by oneDNN's ``ONEDNN_MAX_CPU_ISA`` dispatch limit."""
     from edgekd.info import cpu_info
 
-    isa = isa_from_flags(platform.machine(), cpu_info(cpuinfo)["features"])
-    if isa == X86_VNNI and cpuid_lacks_avx512_vnni():
+    features = cpu_info(cpuinfo)["features"]
+    isa = isa_from_flags(platform.machine(), features)
+    if isa == X86_VNNI and cpuid_lacks_avx512_vnni(features):
         isa = X86_AVX2
     limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
     if isa == X86_VNNI and runtime == "openvino" and limit in ONEDNN_NON_VNNI_LEVELS:
@@ -67,16 +68,14 @@ def host_isa(cpuinfo: Path = Path("/proc/cpuinfo"), runtime: str | None = None) 
     return isa
 
 
-def cpuid_lacks_avx512_vnni() -> bool:
-    """True when /proc/cpuinfo may claim AVX-512 VNNI but CPUID, as this process sees it, denies it."""
+def cpuid_lacks_avx512_vnni(features: Iterable[str]) -> bool:
+    """True when /proc/cpuinfo's ``features`` claim AVX-512 VNNI but CPUID, as this process sees it,
+    denies it."""
     try:
-        from numpy._core._multiarray_umath import __cpu_features__ as features
+        from numpy._core._multiarray_umath import __cpu_features__ as cpuid
     except ImportError:  # numpy < 2
-        from numpy.core._multiarray_umath import __cpu_features__ as features
-    from edgekd.info import cpu_info
-
-    claims = "avx512_vnni" in cpu_info()["features"]
-    return claims and features.get("AVX512VNNI") is False
+        from numpy.core._multiarray_umath import __cpu_features__ as cpuid
+    return "avx512_vnni" in features and cpuid.get("AVX512VNNI") is False
 
 
 def pair_saturating(runtime: str, isa: str) -> bool:

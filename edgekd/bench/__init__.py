@@ -378,7 +378,7 @@ def _bench_one(path, fmt, prof, opts, target, vset, images, images_path, work, p
         "embed_batch": EMBED_BATCH,
         "seed": 0,
     }
-    golden, failures = _golden_job(path, run_path, job, opts)
+    golden, sent, failures = _golden_job(path, run_path, job, opts)
     log.info("benchmarking %s (%s) %s", path.name, fmt.name, f"on {target.label}" if target else "locally")
     if isinstance(target, EmulatedDevice):
         # emulated time is not a latency: a token timing run, then the images and golden faces
@@ -391,7 +391,7 @@ def _bench_one(path, fmt, prof, opts, target, vset, images, images_path, work, p
         res = run_remote(target, job, bundle_files(fmt.backend), run_path, images_path, fmt.module)
     else:
         res = run_local(job, fmt.backend, fmt.module, opts.timeout_s)
-    device_parity, device_failures = _device_checks(path, run_path, res, golden, target)
+    device_parity, device_failures = _device_checks(path, sent, res, golden, target)
     failures += device_failures
     runtime = res["runtime"]
     if runtime.get("providers_missing"):
@@ -445,15 +445,19 @@ def _bench_one(path, fmt, prof, opts, target, vset, images, images_path, work, p
     }
 
 
-def _golden_job(path: Path, run_path: Path, job: dict, opts: BenchOptions) -> tuple[Any, list[str]]:
+def _golden_job(
+    path: Path, run_path: Path, job: dict, opts: BenchOptions
+) -> tuple[Any, dict[str, str], list[str]]:
     """Add the golden faces and the files to hash to ``job``; check the artifact against its manifest's
-    sha256 here first. Returns (golden or None, failures so far)."""
+    sha256 here first. Returns (golden or None, the sha256 the device must see, failures so far)."""
     from edgekd.convert.golden import artifact_files, artifact_sha256, hash_mismatches, read_golden
 
     golden = None if opts.no_golden else read_golden(path)
+    sent = artifact_sha256(run_path)  # what the runner must hash where it runs
     failures = []
     if golden is not None and golden.artifact_sha256 and not opts.skip_hash:
-        changed = hash_mismatches(golden.artifact_sha256, artifact_sha256(path))
+        here = sent if run_path == path else artifact_sha256(path)
+        changed = hash_mismatches(golden.artifact_sha256, here)
         if changed:
             failures.append(
                 f"sha256 of {', '.join(changed)} differs from manifest.json: not the artifact convert "
@@ -462,17 +466,19 @@ def _golden_job(path: Path, run_path: Path, job: dict, opts: BenchOptions) -> tu
     if golden is not None:
         job["golden"] = str(golden.faces.resolve())
     job["hash"] = {p.name: str(p.resolve()) for p in artifact_files(run_path)}
-    return golden, failures
+    return golden, sent, failures
 
 
-def _device_checks(path: Path, run_path: Path, res: dict, golden, target) -> tuple[dict | None, list[str]]:
-    """The files arrived intact (device sha256 = this host's) and compute the golden embeddings."""
+def _device_checks(
+    path: Path, sent: dict[str, str], res: dict, golden, target
+) -> tuple[dict | None, list[str]]:
+    """The files arrived intact (device sha256 = ``sent``) and compute the golden embeddings."""
     from edgekd.bench.runner_script import decode_embeddings
-    from edgekd.convert.golden import artifact_sha256, golden_parity, hash_mismatches
+    from edgekd.convert.golden import golden_parity, hash_mismatches
 
     failures = []
     if res.get("sha256") is not None:
-        changed = hash_mismatches(artifact_sha256(run_path), res["sha256"])
+        changed = hash_mismatches(sent, res["sha256"])
         if changed:
             failures.append(f"{', '.join(changed)} arrived altered on the device (sha256 differs)")
     if golden is None or res.get("golden_embeddings") is None:

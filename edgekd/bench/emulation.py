@@ -71,11 +71,6 @@ class DeviceRoot:
 
         return "built" if shutil.which("qemu-aarch64-static") and arm64_root.is_built() else None
 
-    def prefix(self) -> list[str]:
-        from edgekd.bench import arm64_root
-
-        return arm64_root.python_command()[:-3]  # the QEMU binary; the root's Python is in command()
-
     def env(self) -> dict[str, str]:
         from edgekd.bench import arm64_root
 

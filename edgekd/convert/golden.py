@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.convert.parity import ParityReport, cosine_per_image
+from edgekd.convert.parity import ParityReport, compare_embeddings
 from edgekd.errors import ConfigError
 from edgekd.runtime.known import file_sha256
 
@@ -104,12 +104,4 @@ def golden_parity(device: np.ndarray, golden: Golden, candidate: str) -> ParityR
         raise ConfigError(
             f"{candidate}: {device.shape} embeddings for golden faces, expected {golden.embeddings.shape}"
         )
-    cos = cosine_per_image(device, golden.embeddings)
-    return ParityReport(
-        reference=golden.reference,
-        candidate=candidate,
-        num_images=len(cos),
-        mean_cosine=float(cos.mean()),
-        min_cosine=float(cos.min()),
-        worst_image=int(cos.argmin()),
-    )
+    return compare_embeddings(device, golden.embeddings, candidate, golden.reference)

@@ -77,12 +77,33 @@ def check_parity(
     """
     if len(images) == 0:
         raise ModelError("parity needs at least one image")
-    cos = cosine_per_image(candidate.embed(images), reference.embed(images))
+    return compare_embeddings(
+        candidate.embed(images),
+        reference.embed(images),
+        candidate.name,
+        reference.name,
+        mean_threshold,
+        min_threshold,
+    )
+
+
+def compare_embeddings(
+    candidate: np.ndarray,
+    reference: np.ndarray,
+    candidate_name: str,
+    reference_name: str,
+    mean_threshold: float = DEFAULT_MEAN_THRESHOLD,
+    min_threshold: float = DEFAULT_MIN_THRESHOLD,
+) -> ParityReport:
+    """The parity report of two ``(N, D)`` embedding matrices of the same images, row by row."""
+    if len(candidate) == 0:
+        raise ModelError("parity needs at least one image")
+    cos = cosine_per_image(candidate, reference)
     worst = int(np.argmin(cos))
     return ParityReport(
-        reference=reference.name,
-        candidate=candidate.name,
-        num_images=len(images),
+        reference=reference_name,
+        candidate=candidate_name,
+        num_images=len(cos),
         mean_cosine=float(cos.mean()),
         min_cosine=float(cos[worst]),
         worst_image=worst,

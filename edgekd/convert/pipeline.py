@@ -26,7 +26,7 @@ from edgekd.convert.golden import NUM_GOLDEN, artifact_sha256, write_golden
 from edgekd.convert.images import face_images
 from edgekd.convert.int8_share import Int8ShareReport, int8_share
 from edgekd.convert.manifest import Manifest, checkpoint_sha256, tool_versions, write_manifest
-from edgekd.convert.parity import ParityReport, check_parity
+from edgekd.convert.parity import ParityReport, compare_embeddings
 from edgekd.convert.weight_range import artifact_weight_bound
 from edgekd.data.preprocess import PreprocessSpec
 from edgekd.errors import ConversionError, ModelError
@@ -310,16 +310,25 @@ def _check_and_record(
     reference is an integer twin) and ``deployment`` (the twin of the deployment ISA, when this host's
     int8 kernels compute another network)."""
     embedder = load_embedder(artifact, threads=threads)
-    report = check_parity(embedder, _torch_embedder(reference, pre, mode), images)
+    candidate = embedder.embed(images)  # once: every report below compares against these
+
+    def against(model: nn.Module, kind: str) -> tuple[ParityReport, np.ndarray]:
+        ref = _torch_embedder(model, pre, kind)
+        embeddings = ref.embed(images)
+        return compare_embeddings(candidate, embeddings, embedder.name, ref.name), embeddings
+
+    report, reference_embeddings = against(reference, mode)
     extra = {
-        key: check_parity(embedder, _torch_embedder(model, pre, f"qat-{key}"), images)
-        for key, model in (informational or {}).items()
-        if model is not None
+        key: against(model, f"qat-{key}") for key, model in (informational or {}).items() if model is not None
     }
-    floor, deployed = extra.get("float32"), extra.get("deployment")
-    golden_model = (informational or {}).get("deployment")
-    golden_model = reference if golden_model is None else golden_model
-    golden = _golden(out, embedder, golden_model, pre, images, mode, manifest.extra.get("host_isa"))
+    floor, deployed = (extra[k][0] if k in extra else None for k in ("float32", "deployment"))
+    if mode == "ptq":  # no integer twin of the tools' graphs: the artifact as this host runs it
+        targeted = candidate, f"the artifact on {manifest.extra.get('host_isa')} (PTQ: no integer twin)"
+    elif deployed is not None:  # this host runs other kernels: the deployment ISA's twin
+        targeted = extra["deployment"][1], deployed.reference
+    else:
+        targeted = reference_embeddings, report.reference
+    golden = write_golden(out, images[:NUM_GOLDEN], targeted[0][:NUM_GOLDEN], targeted[1])
     share = int8_share(artifact) if mode != "float" else None
     failures = []
     if mode != "ptq" and not report.passed:
@@ -353,27 +362,6 @@ def _check_and_record(
     if failures:
         raise ConversionError(f"conversion checks failed for {artifact}\n\n{result.to_markdown()}")
     return result
-
-
-def _golden(
-    out: Path,
-    embedder,
-    model: nn.Module,
-    pre: PreprocessSpec,
-    images: np.ndarray,
-    mode: str,
-    host: str | None,
-) -> dict:
-    """Golden faces and the embeddings of the arithmetic the artifact targets (module docstring of
-    :mod:`edgekd.convert.golden`): the deployment ISA's twin (QAT), the float model, or for PTQ, which
-    has no twin, the artifact as this host runs it."""
-    faces = images[:NUM_GOLDEN]
-    if mode == "ptq":
-        return write_golden(
-            out, faces, embedder.embed(faces), f"the artifact on {host} (PTQ: no integer twin)"
-        )
-    reference = _torch_embedder(model, pre, mode)
-    return write_golden(out, faces, reference.embed(faces), reference.name)
 
 
 def _torch_embedder(model: nn.Module, pre: PreprocessSpec, mode: str) -> TorchEmbedder:

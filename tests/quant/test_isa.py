@@ -92,21 +92,20 @@ def test_host_isa_follows_cpuid_and_onednns_dispatch_limit(monkeypatch):
     monkeypatch.setattr("edgekd.info.cpu_info", lambda *a: {"features": ["avx2", "avx512f", "avx512_vnni"]})
     monkeypatch.setattr(isa_module.platform, "machine", lambda: "x86_64")
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    monkeypatch.setattr(isa_module, "cpuid_lacks_avx512_vnni", lambda: False)
+    monkeypatch.setattr(isa_module, "cpuid_lacks_avx512_vnni", lambda features: False)
     assert isa_module.host_isa() == X86_VNNI
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
     assert isa_module.host_isa(runtime="openvino") == X86_AVX2
     assert isa_module.host_isa(runtime="onnxruntime") == X86_VNNI  # MLAS has no such switch
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
     assert isa_module.host_isa(runtime="openvino") == X86_VNNI
-    monkeypatch.setattr(isa_module, "cpuid_lacks_avx512_vnni", lambda: True)  # e.g. QEMU Haswell
+    monkeypatch.setattr(isa_module, "cpuid_lacks_avx512_vnni", lambda features: True)  # e.g. QEMU Haswell
     assert isa_module.host_isa() == X86_AVX2
 
 
 def test_host_isa_under_qemu_haswell_is_avx2():
     import os
     import subprocess
-    import sys
 
     from edgekd.bench.emulation import can_emulate, emulator
 
@@ -115,7 +114,7 @@ def test_host_isa_under_qemu_haswell_is_avx2():
     emu = emulator(X86_AVX2)
     code = "from edgekd.isa import host_isa; print(host_isa())"
     out = subprocess.run(
-        [*emu.prefix(), sys.executable, "-c", code], env={**os.environ, **emu.env()},
+        [*emu.command(), "-c", code], env={**os.environ, **emu.env()},
         capture_output=True, text=True, check=True, timeout=300,
     )  # fmt: skip
     assert out.stdout.strip() == X86_AVX2
