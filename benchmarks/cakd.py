@@ -37,13 +37,11 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_result
-from kd_methods import load_train_set, paired_delta
+from common import paired, quality_sets, score, write_result
+from kd_methods import load_train_set
 
-from edgekd.data import load_verification_set
 from edgekd.data.identity_folder import IdentityFolderDataset
 from edgekd.data.preprocess import PreprocessSpec
-from edgekd.eval import evaluate
 from edgekd.losses import LossSpec, build_objective
 from edgekd.losses.objective import WeightedSum
 from edgekd.losses.outputs import StudentOut, TeacherOut
@@ -278,7 +276,7 @@ def main() -> None:
     t0 = time.perf_counter()
     lfw, sface_file = shared / "data/lfw112", shared / "models/sface/sface_2021dec_fp32.onnx"
     ds, images, labels = load_train_set(lfw, "6-10")
-    test = load_verification_set(lfw, "6-10")
+    test = quality_sets()
     sface_model = load_embedder(sface_file, threads=args.threads)
     cache = TeacherCache.open_or_build(sface_model, ds, args.cache, flip=True, teacher_file=sface_file)
     sface, sface_flip = np.array(cache.embeddings), np.array(cache.flip_embeddings)
@@ -321,15 +319,15 @@ def main() -> None:
             meta = {"losses": vit_losses, "budget": asdict(teacher_budget), "images": len(t_images)}
             args.teacher_ckpt.with_suffix(".json").write_text(json.dumps(meta))
     timings["vit_teacher_train"] = time.perf_counter() - t
-    rows = [("teacher SFace (reference, ONNX)", evaluate(sface_model, test, progress=False), "")]
+    rows = [("teacher SFace (reference, ONNX)", score(sface_model, test), "")]
     rows.append(
         (
             f"ViT teacher (vit_face_tiny/{VIT_PATCH}, from SFace)",
-            evaluate(TorchEmbedder(vit, spec_t, "vit"), test, progress=False),
+            score(TorchEmbedder(vit, spec_t, "vit"), test),
             "",
         )
     )
-    print(f"   ViT: {100 * rows[-1][1].metrics.accuracy:.2f} %", flush=True)
+    print(f"   ViT: {rows[-1][1]['lfw']['accuracy']:.2f} % (LFW 6-10)", flush=True)
     if args.teacher_only:
         return
 
@@ -343,7 +341,7 @@ def main() -> None:
     rows.append(
         (
             f"ViT + APT prompts ({NUM_PROMPTS}/block, warmed up)",
-            evaluate(TorchEmbedder(EmbeddingOnly(prompted), spec_t, "apt"), test, progress=False),
+            score(TorchEmbedder(EmbeddingOnly(prompted), spec_t, "apt"), test),
             "",
         )
     )
@@ -357,7 +355,7 @@ def main() -> None:
     rows.append(
         (
             "student, pretrained, no training",
-            evaluate(TorchEmbedder(student0, spec_s, "pretrained"), test, progress=False),
+            score(TorchEmbedder(student0, spec_s, "pretrained"), test),
             "",
         )
     )
@@ -370,31 +368,31 @@ def main() -> None:
         student = create_model("mobilefacenet_ms1m")
         student.load_state_dict(init)
         info = train_student(method, student, prompted, data, spec_s, spec_t, budget)
-        res = evaluate(TorchEmbedder(student, spec_s, method), test, progress=False)
-        per_method[method] = {**info, "metrics": res.metrics.to_dict()}
+        res = score(TorchEmbedder(student, spec_s, method), test)
+        per_method[method] = {**info, "scores": res}
         name = {"none": "CosFace only (no KD)", "l2": "CosFace + instance KD (l2, ViT embeddings)"}.get(
             method, "CosFace + CAKD (URFM + APT)"
         )
         rows.append((name, res, f"{info['train_seconds']:.0f}"))
-        print(f"{method}: {100 * res.metrics.accuracy:.2f} % in {info['train_seconds']:.0f} s", flush=True)
+        print(method, {k: round(v["accuracy"], 2) for k, v in res.items()}, flush=True)
     timings["total"] = time.perf_counter() - t0
 
-    base = per_method.get("none", {}).get("metrics", {}).get("fold_accuracies")
+    base = per_method.get("none", {}).get("scores")
     lines = [
-        "| run | accuracy % (folds 6-10) | Δ vs no KD, pp (folds better/worse) | TAR % @ FAR 1e-3 "
-        "| train wall s |",
-        "|---|---|---|---|---|",
+        "| run | LFW 6-10 % | vs no KD | CFP-FP % | vs no KD | train wall s |",
+        "|---|---|---|---|---|---|",
     ]
     for name, res, wall in rows:
-        m = res.metrics
-        tar = m.tar_at_far.get(1e-3)
-        delta = paired_delta(m, base) if name.startswith("CosFace") else "-"
-        tar_s = "n/a" if tar is None else f"{100 * tar[0]:.2f}"
-        acc = f"{100 * m.accuracy:.2f} ± {100 * m.accuracy_std:.2f}"
-        lines.append(f"| {name} | {acc} | {delta} | {tar_s} | {wall} |")
+        cells = []
+        for key in ("lfw", "cfp_fp"):
+            delta = paired(res[key], base and base[key]) if name.startswith("CosFace") else "-"
+            cells += [f"{res[key]['accuracy']:.2f} ± {res[key]['std']:.2f}", delta]
+        lines.append(f"| {name} | {' | '.join(cells)} | {wall} |")
     body = (
-        f"Train: {len(ds)} LFW images of {int(labels.max()) + 1} identities not in folds 6-10; "
-        f"test: folds 6-10 ({test.num_pairs} pairs). ViT teacher: vit_face_tiny patch {VIT_PATCH}, "
+        f"Train: {len(ds)} LFW images of {int(labels.max()) + 1} identities not in folds 6-10 and not CFP "
+        f"celebrities; test: LFW folds 6-10 ({test['lfw'].num_pairs} pairs) and CFP-FP "
+        f"({test['cfp_fp'].num_pairs} pairs, 10 folds); `vs`: mean change in pp (folds better/worse). "
+        f"ViT teacher: vit_face_tiny patch {VIT_PATCH}, "
         f"{teacher_budget.steps} steps x {teacher_budget.batch_size} on {len(t_images)} images "
         f"(LFW train{' + ' + str(args.teacher_extra) if args.teacher_extra else ''}) regressing SFace"
         f"{' minus its mean direction' if args.teacher_center else ''} "
@@ -416,7 +414,7 @@ def main() -> None:
             "term_lr": TERM_LR,
             "timings_s": timings,
             "methods": per_method,
-            "references": {name: res.metrics.to_dict() for name, res, _ in rows[:4]},
+            "references": {name: res for name, res, _ in rows[:4]},
         },
     )
     print(md.read_text())

@@ -69,3 +69,51 @@ def child_result(args: list[str], env: dict[str, str] | None = None) -> dict:
     if line is None:
         sys.exit(f"{' '.join(args[1:])} failed:\n{done.stderr[-4000:]}")
     return json.loads(line[len("RESULT ") :])
+
+
+def quality_sets() -> dict:
+    """The two test sets every quality benchmark reports side by side: LFW folds 6-10 (3,000 pairs,
+    thresholds on the other 4 folds) and CFP-FP (frontal vs profile, 10 folds, 3,500 pairs), where the
+    student is ~10 pp below the teacher and distillation has room to show."""
+    from edgekd.data import load_verification_set
+    from edgekd.paths import shared_dir
+
+    data = shared_dir() / "data"
+    return {
+        "lfw": load_verification_set(data / "lfw112", "6-10"),
+        "cfp_fp": load_verification_set(data / "cfp112"),
+    }
+
+
+def held_out_names() -> list[str]:
+    """Name files of identities training must never see besides LFW folds 6-10's: CFP's celebrities
+    (172 of them are LFW identities too)."""
+    from edgekd.paths import shared_dir
+
+    return [str(shared_dir() / "data/cfp112/names.txt")]
+
+
+def score(embedder, sets: dict) -> dict:
+    """Accuracy (%), its fold std and every fold's accuracy, per test set."""
+    from edgekd.eval import evaluate
+
+    out = {}
+    for name, vset in sets.items():
+        m = evaluate(embedder, vset, progress=False).metrics
+        out[name] = {
+            "accuracy": 100 * m.accuracy,
+            "std": 100 * m.accuracy_std,
+            "folds": [100 * f for f in m.fold_accuracies],
+        }
+    return out
+
+
+def paired(run: dict | None, base: dict | None) -> str:
+    """``+0.43 (8/2)``: mean accuracy change against ``base`` and on how many folds it is better/worse.
+    One pair is 0.03 pp on LFW 6-10 and 0.03 pp on CFP-FP, below the fold std: read the fold counts."""
+    import numpy as np
+
+    if run is None or base is None:
+        return "-"
+    diff = np.array(run["folds"]) - np.array(base["folds"])
+    return f"{diff.mean():+.2f} ({int((diff > 0).sum())}/{int((diff < 0).sum())})"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import child_result, write_result
+from common import child_result, paired, quality_sets, score, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 ROUNDS = 10  # latency blocks per artifact, interleaved
@@ -39,9 +39,7 @@ def one_target(target: str, args) -> dict:
     from edgekd.bench.latency import measure
     from edgekd.convert.images import face_images
     from edgekd.convert.pipeline import convert_checkpoint
-    from edgekd.data import load_verification_set
     from edgekd.errors import ConversionError
-    from edgekd.eval import evaluate
     from edgekd.paths import shared_dir
     from edgekd.runtime import load_embedder
     from edgekd.runtime.torch_backend import TorchEmbedder
@@ -49,17 +47,16 @@ def one_target(target: str, args) -> dict:
 
     shared = shared_dir()
     lfw, weights = shared / "data/lfw112", shared / "models/mobilefacenet/mobilefacenet_ms1m.pt"
-    vset = load_verification_set(lfw, "6-10")
+    sets = quality_sets()
     ckpt = args.runs_dir / f"{target}-{args.method}" / "last.pt"
     out = args.out / target
     res: dict = {"checkpoint": str(ckpt)}
     student = load_student(ckpt)
     from edgekd.models import default_preprocess
 
-    fq = evaluate(
-        TorchEmbedder(student.model, default_preprocess(student.arch), "fake-quant"), vset, progress=False
+    res["fake_quant"] = score(
+        TorchEmbedder(student.model, default_preprocess(student.arch), "fake-quant"), sets
     )
-    res["fake_quant"] = {"accuracy": 100 * fq.metrics.accuracy}
     face = face_images(lfw, count=1, seed=3)
     singles = {}
     for mode, kw, src in (
@@ -81,12 +78,10 @@ def one_target(target: str, args) -> dict:
             "parity_float": manifest["extra"].get("parity_vs_float_simulation"),
             "int8": manifest["int8_share"],
         }
-        acc = evaluate(load_embedder(artifact, threads=2), vset, progress=False)
         singles[mode] = load_embedder(artifact, threads=1)
         res[mode] = {
             "artifact": str(artifact),
-            "accuracy": 100 * acc.metrics.accuracy,
-            "std": 100 * acc.metrics.accuracy_std,
+            **score(load_embedder(artifact, threads=2), sets),
             "size_bytes": artifact_size(artifact),
             "failed": failed,
             **checks,
@@ -104,15 +99,23 @@ def one_target(target: str, args) -> dict:
     return res
 
 
+def _acc(s: dict) -> str:
+    return f"{s['accuracy']:.2f} ± {s['std']:.2f}"
+
+
 def table(results: dict) -> str:
     rows = [
-        "| target | artifact | accuracy % | Δ vs fake-quant, pp | parity mean / min cos (reference) "
+        "| target | artifact | LFW 6-10 % | vs fake-quant | CFP-FP % | vs fake-quant "
+        "| parity mean / min cos (reference) "
         "| vs float32 model | int8 MACs | size KB | latency ms (b1, 1 thr) | int8 speed-up |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for target, res in results.items():
-        fq = res["fake_quant"]["accuracy"]
-        rows.append(f"| {target} | QAT fake-quant (PyTorch) | {fq:.2f} | 0.00 | | | | | | |")
+        fq = res["fake_quant"]
+        rows.append(
+            f"| {target} | QAT fake-quant (PyTorch) | {_acc(fq['lfw'])} | | {_acc(fq['cfp_fp'])} "
+            "| | | | | | | |"
+        )
         for mode in ("float", "ptq", "qat"):
             r = res[mode]
             p, i8 = r["parity"], r["int8"]
@@ -124,8 +127,9 @@ def table(results: dict) -> str:
             share = f"{100 * i8['int8_share']:.1f} %" if i8 else "-"
             speed = f"×{res['float']['latency_ms'] / r['latency_ms']:.2f}" if mode != "float" else ""
             rows.append(
-                f"| {target} | {mode} | {r['accuracy']:.2f} ± {r['std']:.2f} | {r['accuracy'] - fq:+.2f} "
-                f"| {parity} | {floor} | {share} | {r['size_bytes'] / 1024:.0f} | {r['latency_ms']:.2f} "
+                f"| {target} | {mode} | {_acc(r['lfw'])} | {paired(r['lfw'], fq['lfw'])} "
+                f"| {_acc(r['cfp_fp'])} | {paired(r['cfp_fp'], fq['cfp_fp'])} | {parity} | {floor} | {share} "
+                f"| {r['size_bytes'] / 1024:.0f} | {r['latency_ms']:.2f} "
                 f"| {speed} |"
             )
     return "\n".join(rows) + "\n"
@@ -153,7 +157,8 @@ def main() -> None:
         results[target] = child_result([__file__, "--single", target, *sys.argv[1:]])
         body = (
             f"QAT checkpoints of `benchmarks/qat.py` ({args.method}); PTQ from the pretrained float student "
-            f"({args.calib} LFW training faces); accuracy on LFW folds 6-10 (3,000 pairs); parity on "
+            f"({args.calib} LFW training faces); accuracy on LFW folds 6-10 (3,000 pairs) and CFP-FP (3,500 "
+            "pairs, 10 folds), `vs`: mean change in pp (folds better/worse); parity on "
             f"{args.parity} LFW faces vs the PyTorch model each artifact came from (QAT: the converted model "
             "in the runtime's integer arithmetic where edgekd has it, else in float32, which is also "
             "reported; PTQ: vs the float model, reported, not enforced); latency: batch 1, 1 thread, "

@@ -3,8 +3,9 @@
     python benchmarks/kd_methods.py [--steps 300] [--methods none,kd,gkd,...] [--threads 2]
 
 Teacher SFace (fp32 ONNX); student MobileFaceNet initialised from ../shared's MS1M weights; training on
-every LFW image of the identities that do NOT occur in folds 6-10; test on folds 6-10 (3,000 pairs,
-5-fold threshold selection). Every method = CosFace margin loss + its KD term(s), same steps, batch,
+every LFW image of the identities that do NOT occur in folds 6-10 and are not CFP celebrities; test on
+LFW folds 6-10 (3,000 pairs, 5-fold threshold selection) and CFP-FP (10 folds), per fold against the
+no-KD run. Every method = CosFace margin loss + its KD term(s), same steps, batch,
 optimiser, seed and flip augmentation (the teacher embedding of the flipped image comes from the cache).
 Writes results/kd_methods.{md,json}.
 """
@@ -21,12 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_result
+from common import held_out_names, paired, quality_sets, score, write_result
 
-from edgekd.data import load_verification_set
 from edgekd.data.identity_folder import IdentityFolderDataset
-from edgekd.data.lfw import identities_in_pairs
-from edgekd.eval import evaluate
 from edgekd.losses import build_objective
 from edgekd.losses.methods import MARGIN
 from edgekd.losses.methods import METHODS as KD_METHODS
@@ -35,6 +33,7 @@ from edgekd.models import create_model, default_preprocess, load_state_dict_file
 from edgekd.paths import shared_dir
 from edgekd.runtime import load_embedder
 from edgekd.runtime.torch_backend import TorchEmbedder
+from edgekd.train.batches import held_out_identities
 from edgekd.train.loop import Budget, train
 from edgekd.train.teacher_cache import TeacherCache
 
@@ -42,19 +41,9 @@ METHODS = {name: list(specs) for name, specs in KD_METHODS.items()}
 
 
 def load_train_set(lfw: Path, test_folds: str) -> tuple[IdentityFolderDataset, np.ndarray, np.ndarray]:
-    test = load_verification_set(lfw, test_folds)
-    ds = IdentityFolderDataset(lfw, exclude=identities_in_pairs(test))
+    ds = IdentityFolderDataset(lfw, exclude=held_out_identities(str(lfw), test_folds, held_out_names()))
     images = np.stack([ds[i].image for i in range(len(ds))])  # (N, 112, 112, 3): ~6.9k faces fit in RAM
     return ds, images, ds.labels()
-
-
-def paired_delta(metrics, base: list[float] | None) -> str:
-    """Mean accuracy change against the no-KD run, and on how many test folds it is better/worse: with
-    3,000 pairs one pair is 0.03 pp, so a difference smaller than the fold std needs the per-fold view."""
-    if base is None:
-        return "-"
-    diff = np.array(metrics.fold_accuracies) - np.array(base)
-    return f"{100 * diff.mean():+.2f} ({int((diff > 0).sum())}/{int((diff < 0).sum())})"
 
 
 def main() -> None:
@@ -85,21 +74,16 @@ def main() -> None:
     # how much "dark knowledge" the teacher's class-centre logits carry: mass on the target class at T=4
     soft = torch.softmax(centre_logits(torch.from_numpy(t_emb), centres, 64.0) / 4.0, dim=1)
     target_mass = float(soft[torch.arange(len(labels)), torch.from_numpy(labels)].mean())
-    test = load_verification_set(lfw, "6-10")
+    sets = quality_sets()
     spec = default_preprocess("mobilefacenet_ms1m")
     budget = Budget(steps=args.steps, batch_size=args.batch_size)
 
-    rows = [("teacher SFace (reference)", evaluate(teacher, test, progress=False), 0.0)]
+    rows = {"teacher SFace (reference)": (score(teacher, sets), 0.0)}
     init = load_state_dict_file(student_file)
     student0 = create_model("mobilefacenet_ms1m")
     student0.load_state_dict(init)
-    rows.append(
-        (
-            "student, pretrained, no training",
-            evaluate(TorchEmbedder(student0, spec, "pretrained"), test, progress=False),
-            0.0,
-        )
-    )
+    pretrained = score(TorchEmbedder(student0, spec, "pretrained"), sets)
+    rows["student, pretrained, no training"] = (pretrained, 0.0)
     per_method = {}
     for method in args.methods.split(","):
         specs = [MARGIN, *METHODS[method]]
@@ -110,32 +94,36 @@ def main() -> None:
         start = time.perf_counter()
         log = train(student, objective, images, labels, t_emb, t_flip, spec, budget)
         wall = time.perf_counter() - start
-        res = evaluate(TorchEmbedder(student, spec, method), test, progress=False)
-        rows.append((f"CosFace + {method}" if method != "none" else "CosFace only (no KD)", res, wall))
+        scores = score(TorchEmbedder(student, spec, method), sets)
+        rows[f"CosFace + {method}" if method != "none" else "CosFace only (no KD)"] = (scores, wall)
         per_method[method] = {
             "specs": [s.to_dict() for s in specs],
             "final_losses": log.losses[-1],
             "train_seconds": wall,
-            "metrics": res.metrics.to_dict(),
+            "scores": scores,
         }
-        print(f"{method}: {100 * res.metrics.accuracy:.2f} % in {wall:.0f} s", flush=True)
+        print(method, {k: round(v["accuracy"], 2) for k, v in scores.items()}, f"{wall:.0f} s", flush=True)
 
     lines = [
-        "| run | accuracy % (folds 6-10) | Δ vs no KD, pp (folds better/worse) | TAR % @ FAR 1e-3 "
+        "| run | LFW 6-10 % | vs no KD | vs pretrained | CFP-FP % | vs no KD | vs pretrained "
         "| train wall s |",
-        "|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    base = per_method.get("none", {}).get("metrics", {}).get("fold_accuracies")
-    for name, res, wall in rows:
-        m = res.metrics
-        tar = m.tar_at_far.get(1e-3)
-        lines.append(
-            f"| {name} | {100 * m.accuracy:.2f} ± {100 * m.accuracy_std:.2f} | {paired_delta(m, base)} | "
-            f"{'n/a' if tar is None else f'{100 * tar[0]:.2f}'} | {wall:.0f} |"
-        )
+    base = per_method.get("none", {}).get("scores")
+    for name, (s, wall) in rows.items():
+        cells = []
+        for key in ("lfw", "cfp_fp"):
+            cells += [
+                f"{s[key]['accuracy']:.2f} ± {s[key]['std']:.2f}",
+                paired(s[key], base and base[key]),
+                paired(s[key], pretrained[key]),
+            ]
+        lines.append(f"| {name} | {' | '.join(cells)} | {wall:.0f} |")
     body = (
-        f"Train: {len(ds)} LFW images of {num_classes} identities not in folds 6-10; test: folds 6-10 "
-        f"({test.num_pairs} pairs, thresholds on the other 4 folds). Budget per method: {budget}.\n"
+        f"Train: {len(ds)} LFW images of {num_classes} identities, not in LFW folds 6-10 and not CFP "
+        f"celebrities; test: LFW folds 6-10 ({sets['lfw'].num_pairs} pairs, thresholds on the other 4 "
+        f"folds) and CFP-FP ({sets['cfp_fp'].num_pairs} pairs, 10 folds). `vs`: mean change in pp "
+        f"(folds better/worse). Budget per method: {budget}.\n"
         f"{singletons} of {num_classes} training identities have one image; the teacher's class-centre "
         f"logits put on average {target_mass:.2f} of their T=4 probability on the target class.\n\n"
         + "\n".join(lines)
@@ -147,7 +135,7 @@ def main() -> None:
         {
             "budget": budget.__dict__,
             "methods": per_method,
-            "references": {name: res.metrics.to_dict() for name, res, _ in rows[:2]},
+            "references": {name: s for name, (s, _) in list(rows.items())[:2]},
         },
     )
     print(md.read_text())

@@ -27,9 +27,18 @@ _TRAIN_OPTIONS: list[Callable[..., Any]] = [
         "--init", "student_init", help="Initial student weights (state_dict), e.g. a pretrained model."
     ),
     click.option(
-        "--data", help="Training faces: identity-folder root (one folder per person) or 'synthetic'."
+        "--data",
+        multiple=True,
+        help="Training faces: identity-folder root (one folder per person) or 'synthetic'; repeat to "
+        "train on several roots (their identities stay distinct classes).",
     ),
     click.option("--exclude-pairs", help="Hold out the identities of these pairs (e.g. the LFW root)."),
+    click.option(
+        "--exclude-names",
+        multiple=True,
+        help="Hold out the identities named in this text file (every word of a line, e.g. CFP's "
+        "names.txt: cfp_001 50_Cent); repeatable.",
+    ),
     click.option("--val-pairs", help="Pairs evaluated every --val-every steps (LFW root, .bin, synthetic)."),
     click.option("--val-folds", help="Folds of --val-pairs, e.g. 6-10."),
     click.option(

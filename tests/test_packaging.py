@@ -48,3 +48,18 @@ def test_pyproject_has_ranges_and_constraints_pin_a_set_inside_them():
     from packaging.specifiers import SpecifierSet
 
     assert all(v in SpecifierSet(python) for v in ("3.11", "3.12", "3.13"))
+
+
+def test_setuptools_metadata_is_current():
+    """No setuptools deprecation warnings on build: an SPDX license string and every shipped folder
+    (configs/ holds YAML only) listed as a package."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert isinstance(pyproject["project"]["license"], str)
+    packages = set(pyproject["tool"]["setuptools"]["packages"])
+    shipped = {
+        ".".join(p.parent.relative_to(REPO).parts)
+        for pattern in ("*.py", "*.yaml")
+        for p in (REPO / "edgekd").rglob(pattern)
+        if "__pycache__" not in p.parts
+    }
+    assert shipped <= packages, f"add to pyproject: {sorted(shipped - packages)}"

@@ -181,8 +181,11 @@ def _estimates(fmt, path: Path, profile: Profile, batch: int, dynamic_batch: boo
     slow = profile.int8_not_faster(fmt.runtime) if precision != "fp32" else None
     notes = [*est.notes, *([slow] if slow else [])]
     if batch > 1 and dynamic_batch:
-        est_b = estimate(fmt.op_list(path, batch), profile.unit_for(choice), batch, unit)
-        out["estimate"]["images_per_s_at_batch"] = round(1e3 * batch / est_b.latency_ms, 2)
+        try:
+            est_b = estimate(fmt.op_list(path, batch), profile.unit_for(choice), batch, unit)
+            out["estimate"]["images_per_s_at_batch"] = round(1e3 * batch / est_b.latency_ms, 2)
+        except ModelError as exc:
+            notes.append(f"no estimate at batch {batch}: {exc}")
     by_profile, units = {}, {}
     for name in list_profiles():
         other = load_profile(name)

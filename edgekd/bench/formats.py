@@ -3,7 +3,8 @@
 A format names the profile runtime that runs it, the Python module a machine needs for that, the
 self-contained backend file shipped with the runner (``edgekd/bench/<backend>.py``), and host-side hooks:
 ``prepare`` (make the file runnable by the bare runtime, without changing its computation), ``preprocess``
-(the input contract) and ``op_list`` (for the roofline; ``None`` = no estimate for this format yet).
+(the input contract) and ``op_list`` (the roofline's op reader: ``roofline.onnx_ops``,
+``ops_openvino.openvino_ops``, ``ops_tflite.tflite_ops``).
 
 Adding OpenVINO IR or TFLite is one backend file (``device_openvino.py``: ``Model(path, threads,
 providers)`` with ``run``, ``max_batch``, ``info``), one :class:`ArtifactFormat` below and one registry line.
@@ -82,6 +83,18 @@ def _manifest_preprocess(path: Path, override: str | None) -> PreprocessSpec:
     return artifact_preprocess(path, PreprocessSpec.parse(override) if override else None)
 
 
+def _openvino_op_list(path: Path, batch: int) -> list[OpCost]:
+    from edgekd.bench.ops_openvino import openvino_ops
+
+    return openvino_ops(path, batch)
+
+
+def _tflite_op_list(path: Path, batch: int) -> list[OpCost]:
+    from edgekd.bench.ops_tflite import tflite_ops
+
+    return tflite_ops(path, batch)
+
+
 OPENVINO = ArtifactFormat(
     name="openvino",
     runtime="openvino",
@@ -89,6 +102,7 @@ OPENVINO = ArtifactFormat(
     backend="device_openvino",
     prepare=_identity,
     preprocess=_manifest_preprocess,
+    op_list=_openvino_op_list,
 )
 
 
@@ -99,4 +113,5 @@ TFLITE = ArtifactFormat(
     backend="device_litert",
     prepare=_identity,
     preprocess=_manifest_preprocess,
+    op_list=_tflite_op_list,
 )

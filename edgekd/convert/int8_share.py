@@ -337,7 +337,7 @@ TFLITE_INT8 = {np.dtype(np.int8), np.dtype(np.uint8)}
 TFLITE_NON_COMPUTE = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "DELEGATE"}
 
 
-def _tflite_macs(op: str, shapes: list[Shape], out: Shape) -> int:
+def tflite_macs(op: str, shapes: list[Shape], out: Shape) -> int:
     weight = shapes[1]
     if op == "CONV_2D":  # weights [O, kh, kw, I]
         return math.prod(out) * math.prod(weight[1:])
@@ -346,8 +346,11 @@ def _tflite_macs(op: str, shapes: list[Shape], out: Shape) -> int:
     return math.prod(out) * shapes[0][-1]  # FULLY_CONNECTED ([O, K] weights), BATCH_MATMUL
 
 
-def tflite_int8_share(path: str | Path, threads: int | None = None) -> Int8ShareReport:
-    """int8 share of a ``.tflite`` model from its op list (builtin kernels, no delegate rewriting it)."""
+def tflite_op_table(
+    path: str | Path, threads: int | None = None, batch: int = 1
+) -> list[tuple[str, list, list]]:
+    """``(op name, input tensor details, output tensor details)`` per op of a ``.tflite`` model, from the
+    builtin kernels (no delegate rewriting the graph), at ``batch`` (the first input resized)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     path = Path(path)
@@ -357,20 +360,33 @@ def tflite_int8_share(path: str | Path, threads: int | None = None) -> Int8Share
             num_threads=threads,
             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
         )
+        if batch != 1:
+            first = interpreter.get_input_details()[0]
+            interpreter.resize_tensor_input(first["index"], [batch, *first["shape"][1:]])
         interpreter.allocate_tensors()
     except Exception as exc:
-        raise ModelError(f"{path} is not a loadable TFLite model: {exc}") from exc
+        raise ModelError(f"{path} is not a loadable TFLite model (batch {batch}): {exc}") from exc
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    layers, float_ops = [], Counter[str]()
     # _get_ops_details is the interpreter's only op-level view (public API has tensors only)
-    for op in interpreter._get_ops_details():
-        name, ins = op["op_name"], [tensors[i] for i in op["inputs"] if i >= 0]
-        outs = [tensors[i] for i in op["outputs"] if i >= 0]
+    return [
+        (
+            op["op_name"],
+            [tensors[i] for i in op["inputs"] if i >= 0],
+            [tensors[i] for i in op["outputs"] if i >= 0],
+        )
+        for op in interpreter._get_ops_details()
+    ]
+
+
+def tflite_int8_share(path: str | Path, threads: int | None = None) -> Int8ShareReport:
+    """int8 share of a ``.tflite`` model from its op list (builtin kernels, no delegate rewriting it)."""
+    layers, float_ops = [], Counter[str]()
+    for name, ins, outs in tflite_op_table(path, threads):
         if name in TFLITE_MAC_OPS:
             shapes = [tuple(int(d) for d in t["shape"]) for t in ins]
             out = tuple(int(d) for d in outs[0]["shape"])
             precision: Precision = "int8" if np.dtype(ins[0]["dtype"]) in TFLITE_INT8 else "float"
-            layers.append(LayerMacs(outs[0]["name"], name, precision, _tflite_macs(name, shapes, out)))
+            layers.append(LayerMacs(outs[0]["name"], name, precision, tflite_macs(name, shapes, out)))
         elif name not in TFLITE_NON_COMPUTE and any(np.dtype(t["dtype"]) == np.float32 for t in ins + outs):
             float_ops[name] += 1
-    return _report("tflite", path.name, layers, float_ops)
+    return _report("tflite", Path(path).name, layers, float_ops)

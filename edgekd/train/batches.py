@@ -6,6 +6,7 @@ sampler state, and lets every DDP rank draw the same global batch and keep its o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from edgekd.data import load_verification_set
+from edgekd.data.concat import ConcatFaces
 from edgekd.data.identity_folder import IdentityFolderDataset
 from edgekd.data.lfw import identities_in_pairs
 from edgekd.data.preprocess import PreprocessSpec
@@ -35,34 +37,69 @@ def _labels(dataset: FaceDataset) -> np.ndarray:
     return np.asarray([dataset[i].label for i in range(len(dataset))], np.int64)
 
 
+def read_names(path: str | Path) -> set[str]:
+    """Identity names listed in a text file: every whitespace-separated word of every line (``#`` starts
+    a comment). A mapping such as CFP's ``names.txt`` (``cfp_001<TAB>50_Cent``) thus holds out both
+    spellings of the person."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read identity names from {path}: {exc}") from exc
+    names = {word for line in text.splitlines() for word in line.split("#", 1)[0].split()}
+    if not names:
+        raise DataError(f"{path} lists no identity names (one or more per line)")
+    return names
+
+
+def held_out_identities(
+    exclude_pairs: str | None, exclude_folds: str | None, exclude_names: Sequence[str] = ()
+) -> set[str] | None:
+    """The identities training must never see: those of the test pairs, and those named in files."""
+    if not exclude_pairs and not exclude_names:
+        return None
+    held: set[str] = set()
+    if exclude_pairs:
+        held |= identities_in_pairs(load_verification_set(exclude_pairs, exclude_folds))
+    for path in exclude_names:
+        held |= read_names(path)
+    return held
+
+
 def build_train_set(
-    data: str,
+    data: str | Sequence[str],
     exclude_pairs: str | None = None,
     synthetic: tuple[int, int] = (64, 4),
     exclude_folds: str | None = None,
+    exclude_names: Sequence[str] = (),
 ) -> TrainSet:
-    """``data``: an identity-folder root or ``"synthetic"``; identities of ``exclude_pairs`` are held out.
+    """``data``: identity-folder roots (one or several, concatenated with disjoint labels) or
+    ``"synthetic"``. Identities of ``exclude_pairs`` (its ``exclude_folds``) and those listed in the
+    ``exclude_names`` files are held out of every root.
 
     The synthetic training set uses identities disjoint from ``synthetic_verification_set``'s (offset),
     so validating on ``"synthetic"`` pairs measures generalisation, not memory.
     """
-    if data == "synthetic":
+    roots = [data] if isinstance(data, str) else list(data)
+    if not roots:
+        raise DataError("no training data given (an identity-folder root, or 'synthetic')")
+    if "synthetic" in roots:
+        if len(roots) > 1:
+            raise DataError("'synthetic' training data cannot be combined with folders")
         ids, per = synthetic
         dataset: FaceDataset = SyntheticFaces(ids, per, seed=0, identity_offset=10_000)
         labels = np.arange(len(dataset), dtype=np.int64) // per
     else:
-        if not Path(data).is_dir():
-            raise DataError(f"training data not found: {data} (an identity-folder root, or 'synthetic')")
-        held_out = (
-            identities_in_pairs(load_verification_set(exclude_pairs, exclude_folds))
-            if exclude_pairs
-            else None
-        )
-        dataset = IdentityFolderDataset(data, exclude=held_out)
+        for root in roots:
+            if not Path(root).is_dir():
+                raise DataError(f"training data not found: {root} (an identity-folder root, or 'synthetic')")
+        held_out = held_out_identities(exclude_pairs, exclude_folds, exclude_names)
+        parts = [IdentityFolderDataset(root, exclude=held_out) for root in roots]
+        dataset = parts[0] if len(parts) == 1 else ConcatFaces(parts)
         labels = _labels(dataset)
     if len(dataset) == 0:
-        raise DataError(f"the training set {data} is empty")
-    return TrainSet(dataset, labels, int(labels.max()) + 1, data)
+        raise DataError(f"the training set {', '.join(roots)} is empty")
+    return TrainSet(dataset, labels, int(labels.max()) + 1, "+".join(roots))
 
 
 def step_indices(seed: int, step: int, n: int, batch: int) -> tuple[np.ndarray, np.ndarray]:

@@ -26,8 +26,15 @@ class OptimConfig:
     warmup_steps: int = 30
     min_lr_ratio: float = 0.0
     grad_clip: float = 5.0  # max global L2 norm; 0 disables
+    # First steps train only the freshly initialised heads (margin head, projections) on a frozen
+    # backbone, then everything (linear probing, then fine-tuning): a random head's first gradients
+    # otherwise distort the pretrained features (benchmarks/results/recipes.md). The backbone's
+    # warm-up and cosine decay start when it joins.
+    head_only_steps: int = 0
 
     def __post_init__(self) -> None:
+        if self.head_only_steps < 0:
+            raise ConfigError(f"optim.head_only_steps must be >= 0, got {self.head_only_steps}")
         if self.lr <= 0 or self.head_lr <= 0:
             raise ConfigError(f"optim.lr and optim.head_lr must be > 0, got {self.lr}, {self.head_lr}")
         if self.warmup_steps < 0 or self.grad_clip < 0 or not 0 <= self.min_lr_ratio <= 1:
@@ -69,9 +76,12 @@ class DistillConfig:
     apt_prompts: int = 4  # t: APT prompt tokens per teacher block
     apt_anchor_weight: float = 1.0  # teacher's own loss: 1 - cos(prompted, unprompted embedding); 0 = off
     student_taps: dict[str, str] | None = None  # {feature name: module path}; None = default_taps(arch)
-    data: str = "synthetic"  # identity-folder root (one folder per person), or "synthetic"
+    # identity-folder roots (one folder per person; several are concatenated), or "synthetic"
+    data: tuple[str, ...] = ("synthetic",)
     exclude_pairs: str | None = None  # pairs whose identities are held out of training (no leakage)
     exclude_folds: str | None = None  # folds of exclude_pairs, e.g. "6-10" (default: all)
+    # files of identity names held out too (every word of a line), e.g. cfp112/names.txt
+    exclude_names: tuple[str, ...] = ()
     val_pairs: str | None = None  # verification set for periodic evaluation ("synthetic", LFW root)
     val_folds: str | None = None  # e.g. "6-10"
     val_every: int = 100
@@ -100,6 +110,11 @@ class DistillConfig:
             raise ConfigError(f"apt_anchor_weight must be >= 0, got {self.apt_anchor_weight}")
         if self.batch_size < 2:
             raise ConfigError("batch_size must be >= 2 (batch norm and in-batch pairs need two images)")
+        if self.optim.head_only_steps >= self.steps:
+            raise ConfigError(
+                f"optim.head_only_steps ({self.optim.head_only_steps}) must be below steps ({self.steps}): "
+                "the backbone would never train"
+            )
         self.loss_specs()  # validate names and options now, not at step 0
 
     def loss_specs(self) -> tuple[LossSpec, ...]:

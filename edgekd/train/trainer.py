@@ -173,6 +173,7 @@ class Distiller:
             cfg.exclude_pairs,
             (cfg.synthetic_identities, cfg.synthetic_images_per_identity),
             cfg.exclude_folds,
+            cfg.exclude_names,
         )
         if cfg.batch_size % self.dist.world:
             raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {self.dist.world} ranks")
@@ -195,9 +196,14 @@ class Distiller:
         self.objective = self._objective(float_student.embedding_size)
         self.student = self._student(float_student)
         self.optimizer = self._optimizer()
+        roles = {g["role"] for g in self.optimizer.param_groups}
+        if cfg.optim.head_only_steps and "heads" not in roles:
+            raise ConfigError(
+                f"optim.head_only_steps={cfg.optim.head_only_steps}, but these losses have no head or "
+                "projection to train on their own (nothing would learn in those steps); set it to 0"
+            )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda s: lr_factor(s, cfg.steps, cfg.optim.warmup_steps, cfg.optim.min_lr_ratio),
+            self.optimizer, [self._schedule(g["role"]) for g in self.optimizer.param_groups]
         )
         self.ddp = self._wrap_ddp()
         self.step = 0
@@ -266,16 +272,34 @@ class Distiller:
         o = self.cfg.optim
         prompts = list(self.online.trainable_parameters()) if self.online is not None else []
         groups = [
-            {"params": [p for p in self.student.parameters() if p.requires_grad], "lr": o.lr},
+            {
+                "params": [p for p in self.student.parameters() if p.requires_grad],
+                "lr": o.lr,
+                "role": "backbone",
+            },
             {
                 "params": [p for p in self.objective.parameters() if p.requires_grad] + prompts,
                 "lr": o.head_lr,
+                "role": "heads",
             },
         ]
         groups = [g for g in groups if g["params"]]
         if o.name == "sgd":
             return torch.optim.SGD(groups, momentum=o.momentum, weight_decay=o.weight_decay)
         return torch.optim.AdamW(groups, weight_decay=o.weight_decay)
+
+    def _schedule(self, role: str) -> Any:
+        """Per-group LR factor: heads warm up from step 0; the backbone from ``head_only_steps`` on."""
+        o, steps = self.cfg.optim, self.cfg.steps
+        if role == "heads" or o.head_only_steps == 0:
+            return lambda s: lr_factor(s, steps, o.warmup_steps, o.min_lr_ratio)
+        h = o.head_only_steps
+        return lambda s: 0.0 if s < h else lr_factor(s - h, steps - h, o.warmup_steps, o.min_lr_ratio)
+
+    def _backbone_frozen(self, step: int) -> bool:
+        """Head-only step: the student runs without autograd (no backbone gradients to compute). Under DDP
+        every parameter must get a gradient each step, so there the zero LR alone keeps it still."""
+        return step < self.cfg.optim.head_only_steps and not self.dist.enabled
 
     def _wrap_ddp(self) -> nn.Module:
         """The module whose forward is the training loss; DDP-wrapped under torchrun."""
@@ -385,7 +409,9 @@ class Distiller:
 
     def train_step(self, step: int) -> dict[str, float]:
         b = self._batch(step)
-        total, parts = self.ddp(b.x, b.teacher, b.labels, step, b.x_teacher)
+        total, parts = self.ddp(
+            b.x, b.teacher, b.labels, step, b.x_teacher, frozen=self._backbone_frozen(step)
+        )
         if not torch.isfinite(total):
             terms = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())
             raise TrainingDiverged(
@@ -522,14 +548,17 @@ class _LossModule(nn.Module):
         labels: torch.Tensor,
         step: int,
         x_teacher: torch.Tensor | None = None,
+        frozen: bool = False,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            out = self.student(x)
         if self.online is None:
-            emb = self.student(x)
+            emb = out
             teacher = TeacherOut(embedding=t) if t is not None else TeacherOut(embedding=emb.detach())
             return self.objective(StudentOut(embedding=emb), teacher, labels, step)
         if x_teacher is None:
             raise ValueError("an online teacher needs its own input batch (x_teacher)")
-        emb, maps = self.student(x)  # a FeatureTap (or its prepared graph): (embedding, {name: map})
+        emb, maps = out  # a FeatureTap (or its prepared graph): (embedding, {name: map})
         out = self.online(x_teacher)
         total, parts = self.objective(
             StudentOut(embedding=emb, features=dict(maps)), out.to_teacher_out(), labels, step

@@ -168,3 +168,34 @@ def test_ddp_two_gloo_ranks_match_one_process(tmp_path, teacher):
             )
             moved += 1
     assert moved > 10
+
+
+def test_head_only_steps_keep_the_backbone_still_then_train_it(tmp_path, teacher):
+    cfg = config(tmp_path, teacher, steps=4, optim={"head_only_steps": 2, "warmup_steps": 1})
+    trainer = Distiller(cfg, False)
+    backbone0 = {k: v.clone() for k, v in trainer.student.state_dict().items()}
+    heads0 = [p.detach().clone() for p in trainer.objective.parameters()]
+    trainer.run(max_steps=2)
+    same = all(
+        torch.equal(v, trainer.student.state_dict()[k]) for k, v in backbone0.items() if v.is_floating_point()
+    )
+    assert same, "the backbone moved during head-only steps"
+    assert any(not torch.equal(a, b) for a, b in zip(heads0, trainer.objective.parameters(), strict=True))
+    trainer.run()
+    moved = [
+        k
+        for k, v in backbone0.items()
+        if v.is_floating_point() and not torch.equal(v, trainer.student.state_dict()[k])
+    ]
+    assert moved, "the backbone never trained after the head-only steps"
+
+
+def test_head_only_steps_are_refused_when_there_is_nothing_but_the_backbone(tmp_path, teacher):
+    same_dim = tiny_onnx(tmp_path / "t32.onnx", np.random.default_rng(0).normal(size=(3, 32)))
+    with pytest.raises(ConfigError, match="no head or projection"):
+        Distiller(
+            config(tmp_path, same_dim, losses=[{"name": "l2", "weight": 1.0}], optim={"head_only_steps": 2}),
+            False,
+        )
+    with pytest.raises(ConfigError, match="must be below steps"):
+        config(tmp_path, teacher, steps=4, optim={"head_only_steps": 4})

@@ -1,0 +1,44 @@
+"""Several labelled face sets as one training set: LFW's identities plus CelebA's, say.
+
+Labels are offset per part so identities never merge across sources (two folders called ``Jane_Doe`` in
+two roots stay two classes: nothing says they are the same person). Class names carry their part's
+index so they stay unique too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgekd.data.sample import FaceDataset, FaceSample
+
+
+class ConcatFaces:
+    """Concatenation of labelled :class:`FaceDataset` parts (each with ``labels()``), labels offset."""
+
+    def __init__(self, parts: Sequence[FaceDataset]):
+        if not parts:
+            raise ValueError("ConcatFaces needs at least one part")
+        self.parts = list(parts)
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts])
+        labels, offset = [], 0
+        for part in self.parts:
+            own = np.asarray(part.labels(), np.int64)  # type: ignore[attr-defined]
+            labels.append(own + offset)
+            offset += int(own.max()) + 1 if len(own) else 0
+        self._labels = np.concatenate(labels)
+        self.num_classes = offset
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def labels(self) -> np.ndarray:
+        return self._labels
+
+    def __getitem__(self, index: int) -> FaceSample:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range 0..{len(self) - 1}")
+        k = int(np.searchsorted(self.starts, index, side="right")) - 1
+        sample = self.parts[k][int(index - self.starts[k])]
+        return FaceSample(sample.image, int(self._labels[index]), sample.source)
