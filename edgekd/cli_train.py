@@ -55,6 +55,12 @@ _TRAIN_OPTIONS: list[Callable[..., Any]] = [
     click.option("--resume", type=click.Path(dir_okay=False), help="Continue exactly from this checkpoint."),
     click.option("-t", "--threads", type=int, help="Intra-op threads.  [default: all cores]"),
     click.option(
+        "--workers",
+        type=int,
+        help="DataLoader processes decoding the next batches while the step runs (same batches as 0).  "
+        "[default: 0]",
+    ),
+    click.option(
         "-o", "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key."
     ),
     click.option("--progress/--no-progress", default=True, help="Progress bar with loss and images/s."),

@@ -90,6 +90,8 @@ class DistillConfig:
     batch_size: int = 64
     flip: bool = True
     seed: int = 0
+    workers: int = 0  # DataLoader processes decoding the next steps' batches (0: decode in the loop)
+    prefetch: int = 2  # steps each worker decodes ahead
     optim: OptimConfig = field(default_factory=OptimConfig)
     qat: QATConfig = field(default_factory=QATConfig)
     out: str = "runs/distill"
@@ -104,6 +106,8 @@ class DistillConfig:
         for key in ("steps", "batch_size", "val_every", "log_every", "checkpoint_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.workers < 0 or self.prefetch < 1:
+            raise ConfigError(f"workers must be >= 0 and prefetch >= 1, got {self.workers}, {self.prefetch}")
         if self.apt_prompts < 1:
             raise ConfigError(f"apt_prompts must be >= 1, got {self.apt_prompts}")
         if not self.apt_anchor_weight >= 0:

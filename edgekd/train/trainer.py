@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from edgekd.config import to_dict
 from edgekd.data import load_verification_set
 from edgekd.data.preprocess import PreprocessSpec
-from edgekd.distributed import DistInfo, barrier, init_from_env, rank_slice, shutdown
+from edgekd.distributed import DistInfo, barrier, init_from_env, shutdown
 from edgekd.errors import ConfigError, EdgeKDError, ModelError
 from edgekd.eval.runner import evaluate
 from edgekd.losses import LossSpec, build_objective
@@ -48,10 +48,11 @@ from edgekd.quant import example_input, freeze, load_target, prepare, set_mode
 from edgekd.quant.spec import TargetSpec
 from edgekd.runtime import load_embedder
 from edgekd.runtime.torch_backend import TorchEmbedder
-from edgekd.train.batches import TrainSet, build_train_set, decode_images, step_indices
+from edgekd.train.batches import TrainSet, build_train_set
 from edgekd.train.checkpoint import read_checkpoint, save_checkpoint
 from edgekd.train.config import DistillConfig
 from edgekd.train.logs import RunLog
+from edgekd.train.pipeline import Decoded, StepBatches, decoded_steps
 from edgekd.train.teacher_cache import TeacherCache
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,7 @@ class Distiller:
             self.optimizer, [self._schedule(g["role"]) for g in self.optimizer.param_groups]
         )
         self.ddp = self._wrap_ddp()
+        self.batches = StepBatches(self.data.dataset, cfg.seed, cfg.batch_size, cfg.flip, self.dist)
         self.step = 0
         self.best: float | None = None
         self.metrics: dict[str, Any] = {}
@@ -384,20 +386,19 @@ class Distiller:
     # ---- loop ----------------------------------------------------------------------------------
 
     def _batch(self, step: int) -> Batch:
-        idx, flips = step_indices(self.cfg.seed, step, len(self.data.dataset), self.cfg.batch_size)
-        if not self.cfg.flip:
-            flips[:] = False
-        idx, flips = rank_slice(idx, self.dist), rank_slice(flips, self.dist)
-        images = decode_images(self.data.dataset, idx, flips)
-        x = _model_input(self.spec, images)
+        return self._assemble(self.batches[step])
+
+    def _assemble(self, d: Decoded) -> Batch:
+        """A decoded step → model inputs, cached teacher embeddings (the mirror's where flipped), labels."""
+        x = _model_input(self.spec, d.images)
         t = x_teacher = None
         if self.teacher is not None:
-            t = self.teacher[idx]
-            if flips.any():
-                t[torch.from_numpy(flips)] = self.teacher.flipped(idx[flips])
+            t = self.teacher[d.indices]
+            if d.flips.any():
+                t[torch.from_numpy(d.flips)] = self.teacher.flipped(d.indices[d.flips])
         if self.online is not None:  # the same decoded (and mirrored) images, in the ViT's normalisation
-            x_teacher = _model_input(self.teacher_spec, images)
-        return Batch(x, t, torch.as_tensor(self.data.labels[idx]), x_teacher)
+            x_teacher = _model_input(self.teacher_spec, d.images)
+        return Batch(x, t, torch.as_tensor(self.data.labels[d.indices]), x_teacher)
 
     def _calibrate_observers(self) -> None:
         """QAT: forward-only batches so the first update already uses scales of several batches."""
@@ -407,8 +408,8 @@ class Distiller:
             for i in range(self.cfg.qat.calib_batches):
                 self.student(self._batch(CALIB_STEP + i).x)
 
-    def train_step(self, step: int) -> dict[str, float]:
-        b = self._batch(step)
+    def train_step(self, step: int, decoded: Decoded | None = None) -> dict[str, float]:
+        b = self._assemble(decoded) if decoded is not None else self._batch(step)
         total, parts = self.ddp(
             b.x, b.teacher, b.labels, step, b.x_teacher, frozen=self._backbone_frozen(step)
         )
@@ -462,9 +463,10 @@ class Distiller:
             disable=not (self.progress and self.dist.is_main),
         )
         seen, t0 = 0, time.perf_counter()
+        steps = decoded_steps(self.batches, self.step, end, cfg.workers, cfg.prefetch)
         try:
-            for step in bar:
-                values = self.train_step(step)
+            for step, decoded in zip(bar, steps, strict=True):
+                values = self.train_step(step, decoded)
                 self.step = step + 1
                 seen += cfg.batch_size
                 values["img_s"] = seen / (time.perf_counter() - t0)

@@ -199,3 +199,31 @@ def test_head_only_steps_are_refused_when_there_is_nothing_but_the_backbone(tmp_
         )
     with pytest.raises(ConfigError, match="must be below steps"):
         config(tmp_path, teacher, steps=4, optim={"head_only_steps": 4})
+
+
+def test_workers_decode_the_same_batches_and_resume_stays_exact(tmp_path, teacher):
+    """DataLoader workers change when a step is decoded, never what it holds: a float run with 2 workers,
+    killed after step 3 and resumed, ends with the weights of an uninterrupted run without workers."""
+    from edgekd.train.pipeline import decoded_steps
+
+    plain = Distiller(config(tmp_path / "a", teacher), False)
+    inline = list(decoded_steps(plain.batches, 2, 6))
+    threaded = list(decoded_steps(plain.batches, 2, 6, workers=2))
+    assert [d.step for d in threaded] == [2, 3, 4, 5]
+    for a, b in zip(inline, threaded, strict=True):
+        np.testing.assert_array_equal(a.indices, b.indices)
+        np.testing.assert_array_equal(a.images, b.images)
+    plain.run()
+    killed = Distiller(config(tmp_path / "b", teacher, workers=2), False)
+    killed.run(max_steps=3)
+    resumed = Distiller(config(tmp_path / "b", teacher, workers=2), False)
+    resumed.resume(tmp_path / "b" / "run" / "last.pt")
+    resumed.run()
+    a, b = _state(tmp_path / "a" / "run" / "last.pt"), _state(tmp_path / "b" / "run" / "last.pt")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{key} differs with workers")
+
+
+def test_bad_worker_settings_are_config_errors(tmp_path, teacher):
+    with pytest.raises(ConfigError, match="workers must be >= 0"):
+        config(tmp_path, teacher, workers=-1)

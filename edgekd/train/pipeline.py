@@ -1,0 +1,77 @@
+"""Decoded batches ahead of the training step: a torch ``DataLoader`` whose items are whole steps.
+
+Item ``s`` is step ``s``'s batch (this rank's slice of the global batch drawn from ``(seed, s)``), decoded
+and mirrored. Because an item is a pure function of the step, the loader's workers change *when* a batch
+is decoded, never *which* images it holds: 0 or N workers, a fresh run or ``--resume``, the batches are
+identical. Decoding (JPEG → uint8, flip) runs in the workers; normalisation and the teacher-cache lookup
+stay in the training process (they are cheap and need the student's and the teacher's specs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from edgekd.data.sample import FaceDataset
+from edgekd.distributed import DistInfo, rank_slice
+from edgekd.train.batches import decode_images, step_indices
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One step's slice: dataset indices, flip flags and the decoded (mirrored) uint8 RGB images."""
+
+    step: int
+    indices: np.ndarray
+    flips: np.ndarray
+    images: np.ndarray
+
+
+class StepBatches(Dataset):
+    """``self[step]`` → :class:`Decoded` for that step (any step: training, calibration streams)."""
+
+    def __init__(self, dataset: FaceDataset, seed: int, batch_size: int, flip: bool, dist: DistInfo):
+        self.dataset, self.seed, self.batch_size, self.flip, self.dist = dataset, seed, batch_size, flip, dist
+
+    def __len__(self) -> int:  # steps are drawn by the sampler; any non-negative int is valid
+        return 1 << 62
+
+    def __getitem__(self, step: int) -> Decoded:
+        idx, flips = step_indices(self.seed, step, len(self.dataset), self.batch_size)
+        if not self.flip:
+            flips[:] = False
+        idx, flips = rank_slice(idx, self.dist), rank_slice(flips, self.dist)
+        return Decoded(step, idx, flips, decode_images(self.dataset, idx, flips))
+
+
+def _single(item: Decoded) -> Decoded:
+    return item  # batch_size=None hands items through; this keeps them out of default_collate
+
+
+def decoded_steps(
+    batches: StepBatches, start: int, stop: int, workers: int = 0, prefetch: int = 2
+) -> Iterator[Decoded]:
+    """Steps ``start..stop-1`` in order, decoded ``prefetch`` steps ahead by each of ``workers`` workers
+    (0: decoded in this process, on demand, as before)."""
+    if workers == 0:
+        return (batches[s] for s in range(start, stop))
+    loader = DataLoader(
+        batches,
+        batch_size=None,
+        sampler=range(start, stop),
+        num_workers=workers,
+        prefetch_factor=prefetch,
+        collate_fn=_single,
+        pin_memory=torch.cuda.is_available(),
+        worker_init_fn=_one_thread,
+    )
+    return iter(loader)
+
+
+def _one_thread(_: int) -> None:
+    """A worker decodes; it must not also spawn a pool of intra-op threads competing with training."""
+    torch.set_num_threads(1)
