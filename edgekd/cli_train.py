@@ -29,8 +29,8 @@ _TRAIN_OPTIONS: list[Callable[..., Any]] = [
     click.option(
         "--data",
         multiple=True,
-        help="Training faces: identity-folder root (one folder per person) or 'synthetic'; repeat to "
-        "train on several roots (their identities stay distinct classes).",
+        help="Training faces: identity-folder root (one folder per person), an insightface train.rec "
+        "(+ .idx) or 'synthetic'; repeat to train on several (their identities stay distinct classes).",
     ),
     click.option("--exclude-pairs", help="Hold out the identities of these pairs (e.g. the LFW root)."),
     click.option(

@@ -1,12 +1,13 @@
-"""Several labelled face sets as one training set: LFW's identities plus CelebA's, say.
+"""Labelled face sets combined into one training set: several sources concatenated (LFW's identities
+plus CelebA's, say), or one source with some identities held out.
 
 Labels are offset per part so identities never merge across sources (two folders called ``Jane_Doe`` in
-two roots stay two classes: nothing says they are the same person). Class names carry their part's
-index so they stay unique too.
+two roots stay two classes: nothing says they are the same person).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -41,4 +42,29 @@ class ConcatFaces:
             raise IndexError(f"index {index} out of range 0..{len(self) - 1}")
         k = int(np.searchsorted(self.starts, index, side="right")) - 1
         sample = self.parts[k][int(index - self.starts[k])]
+        return FaceSample(sample.image, int(self._labels[index]), sample.source)
+
+
+class LabelledSubset:
+    """The images of ``dataset`` at ``indices``, labels renumbered ``0 .. classes-1`` in order of first use
+    (a classifier head sized from the kept identities only). Has ``fingerprint()`` when the base has."""
+
+    def __init__(self, dataset: FaceDataset, indices: np.ndarray):
+        self.base, self.indices = dataset, np.asarray(indices, np.int64)
+        base_labels = np.asarray(dataset.labels(), np.int64)[self.indices]  # type: ignore[attr-defined]
+        _, self._labels = np.unique(base_labels, return_inverse=True)
+        self._labels = self._labels.astype(np.int64)
+        base_fp = getattr(dataset, "fingerprint", None)
+        if callable(base_fp):
+            digest = hashlib.sha256(self.indices.tobytes()).hexdigest()
+            self.fingerprint = lambda: f"{base_fp()}[{digest}]"
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def labels(self) -> np.ndarray:
+        return self._labels
+
+    def __getitem__(self, index: int) -> FaceSample:
+        sample = self.base[int(self.indices[index])]
         return FaceSample(sample.image, int(self._labels[index]), sample.source)

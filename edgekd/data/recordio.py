@@ -268,6 +268,15 @@ class RecordIODataset:
         source = f"{self.rec_path}#{key}"
         return FaceSample(image=decode_image(payload, source), label=self._label_of(header), source=source)
 
+    def fingerprint(self) -> str:
+        """Which set this is, without reading its images: the files' paths, sizes and modification times
+        (a teacher cache keyed on it is rebuilt when the ``.rec`` is rewritten)."""
+        parts = []
+        for path in (self.rec_path, self.idx_path):
+            st = path.stat()
+            parts.append(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}")
+        return "recordio:" + "|".join(parts)
+
     def raw_bytes(self, index: int) -> bytes:
         """The stored encoded image (usually JPEG), for lossless copies into other formats."""
         return self.read_key(self._key(index))[1]

@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from edgekd.data import load_verification_set
-from edgekd.data.concat import ConcatFaces
+from edgekd.data.concat import ConcatFaces, LabelledSubset
 from edgekd.data.identity_folder import IdentityFolderDataset
 from edgekd.data.lfw import identities_in_pairs
 from edgekd.data.preprocess import PreprocessSpec
+from edgekd.data.recordio import RecordIODataset
 from edgekd.data.sample import FaceDataset
 from edgekd.data.synthetic import SyntheticFaces
 from edgekd.errors import DataError
@@ -66,6 +67,29 @@ def held_out_identities(
     return held
 
 
+def _open_source(root: str, held_out: set[str] | None) -> FaceDataset:
+    """An identity-folder root, or an insightface ``.rec`` (+ ``.idx``) whose identities are its class
+    numbers: a held-out name that is a class number (``1234``) drops that class, as a folder name does."""
+    path = Path(root)
+    if path.suffix == ".rec" and path.is_file():
+        records = RecordIODataset(path)
+        if not held_out:
+            return records
+        labels = records.labels()
+        dropped = np.array(sorted(int(n) for n in held_out if n.isdigit()), dtype=np.int64)
+        keep = np.flatnonzero(~np.isin(labels, dropped))
+        if len(keep) == len(labels):
+            return records
+        if len(keep) == 0:
+            raise DataError(f"{root}: every identity is held out")
+        return LabelledSubset(records, keep)
+    if not path.is_dir():
+        raise DataError(
+            f"training data not found: {root} (an identity-folder root, an insightface .rec, or 'synthetic')"
+        )
+    return IdentityFolderDataset(root, exclude=held_out)
+
+
 def build_train_set(
     data: str | Sequence[str],
     exclude_pairs: str | None = None,
@@ -73,9 +97,9 @@ def build_train_set(
     exclude_folds: str | None = None,
     exclude_names: Sequence[str] = (),
 ) -> TrainSet:
-    """``data``: identity-folder roots (one or several, concatenated with disjoint labels) or
-    ``"synthetic"``. Identities of ``exclude_pairs`` (its ``exclude_folds``) and those listed in the
-    ``exclude_names`` files are held out of every root.
+    """``data``: identity-folder roots or insightface ``.rec`` files (one or several, concatenated with
+    disjoint labels) or ``"synthetic"``. Identities of ``exclude_pairs`` (its ``exclude_folds``) and
+    those listed in the ``exclude_names`` files are held out of every root.
 
     The synthetic training set uses identities disjoint from ``synthetic_verification_set``'s (offset),
     so validating on ``"synthetic"`` pairs measures generalisation, not memory.
@@ -90,11 +114,8 @@ def build_train_set(
         dataset: FaceDataset = SyntheticFaces(ids, per, seed=0, identity_offset=10_000)
         labels = np.arange(len(dataset), dtype=np.int64) // per
     else:
-        for root in roots:
-            if not Path(root).is_dir():
-                raise DataError(f"training data not found: {root} (an identity-folder root, or 'synthetic')")
         held_out = held_out_identities(exclude_pairs, exclude_folds, exclude_names)
-        parts = [IdentityFolderDataset(root, exclude=held_out) for root in roots]
+        parts = [_open_source(root, held_out) for root in roots]
         dataset = parts[0] if len(parts) == 1 else ConcatFaces(parts)
         labels = _labels(dataset)
     if len(dataset) == 0:

@@ -227,3 +227,31 @@ def test_workers_decode_the_same_batches_and_resume_stays_exact(tmp_path, teache
 def test_bad_worker_settings_are_config_errors(tmp_path, teacher):
     with pytest.raises(ConfigError, match="workers must be >= 0"):
         config(tmp_path, teacher, workers=-1)
+
+
+def test_a_recordio_training_set_trains_is_filtered_and_resumes_exactly(tmp_path, teacher):
+    from edgekd.data.recordio import write_recordio
+    from edgekd.data.synthetic import SyntheticFaces
+
+    faces = SyntheticFaces(num_identities=6, images_per_identity=3, seed=2)
+    rec = tmp_path / "train.rec"
+    write_recordio(rec, None, ((faces[i].image, faces[i].label) for i in range(len(faces))))
+    held = tmp_path / "held.txt"
+    held.write_text("2\n")  # a .rec's identities are its class numbers
+    kw = dict(data=str(rec), exclude_names=[str(held)], workers=1)
+    full = Distiller(config(tmp_path / "a", teacher, **kw), False)
+    assert full.data.num_classes == 5 and len(full.data.dataset) == 15
+    assert all("#" in full.data.dataset[i].source for i in range(3))
+    full.run()
+    killed = Distiller(config(tmp_path / "b", teacher, **kw), False)
+    killed.run(max_steps=3)
+    resumed = Distiller(config(tmp_path / "b", teacher, **kw), False)
+    resumed.resume(tmp_path / "b" / "run" / "last.pt")
+    resumed.run()
+    a, b = _state(tmp_path / "a" / "run" / "last.pt"), _state(tmp_path / "b" / "run" / "last.pt")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{key} differs after resume")
+    everyone = tmp_path / "all.txt"
+    everyone.write_text(" ".join(str(c) for c in range(6)))
+    with pytest.raises(DataError, match="every identity is held out"):
+        Distiller(config(tmp_path / "c", teacher, data=str(rec), exclude_names=[str(everyone)]), False)
