@@ -55,6 +55,11 @@ _TRAIN_OPTIONS: list[Callable[..., Any]] = [
     click.option("--resume", type=click.Path(dir_okay=False), help="Continue exactly from this checkpoint."),
     click.option("-t", "--threads", type=int, help="Intra-op threads.  [default: all cores]"),
     click.option(
+        "--device",
+        help="cpu, cuda, cuda:N or auto (a GPU when CUDA is available; float runs in bf16 autocast there, "
+        "QAT in fp32).  [default: auto]",
+    ),
+    click.option(
         "--workers",
         type=int,
         help="DataLoader processes decoding the next batches while the step runs (same batches as 0).  "

@@ -28,13 +28,16 @@ class DistInfo:
         return self.world > 1
 
 
-def init_from_env() -> DistInfo:
-    """Join the process group torchrun describes (``WORLD_SIZE`` > 1); single process otherwise."""
+def init_from_env(device: torch.device | None = None) -> DistInfo:
+    """Join the process group torchrun describes (``WORLD_SIZE`` > 1); single process otherwise.
+
+    NCCL when this rank trains on a GPU, gloo on CPUs (NCCL cannot reduce CPU tensors, so choosing it
+    because CUDA merely exists broke CPU runs on GPU machines)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
     return DistInfo(rank=dist.get_rank(), world=dist.get_world_size())
 

@@ -13,7 +13,14 @@ from edgekd.runtime.base import Embedder
 class TorchEmbedder(Embedder):
     """Wraps a module mapping ``(N, 3, H, W)`` float to ``(N, D)`` embeddings, run in eval mode."""
 
-    def __init__(self, module: nn.Module, input_spec: PreprocessSpec, name: str, threads: int | None = None):
+    def __init__(
+        self,
+        module: nn.Module,
+        input_spec: PreprocessSpec,
+        name: str,
+        threads: int | None = None,
+        device: torch.device | str | None = None,
+    ):
         if threads:
             torch.set_num_threads(threads)
         # channels_last: 2x faster convolutions on CPU (measured: MobileFaceNet 50 → 102 img/s, 2 threads)
@@ -21,6 +28,9 @@ class TorchEmbedder(Embedder):
         if not isinstance(module, torch.fx.GraphModule):
             module = module.eval()
         self.module = module.to(memory_format=torch.channels_last)
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        if device is not None:
+            self.module = self.module.to(self.device)
         self.input_spec = input_spec
         self.name = name
         self.embedding_size = int(getattr(module, "embedding_size", 0)) or self._probe_size()
@@ -33,6 +43,6 @@ class TorchEmbedder(Embedder):
         x = torch.from_numpy(batch)
         if self.input_spec.layout == "NHWC":
             x = x.permute(0, 3, 1, 2)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x.to(self.device).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            return self.module(x).float().numpy()
+            return self.module(x).float().cpu().numpy()

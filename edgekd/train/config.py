@@ -90,6 +90,8 @@ class DistillConfig:
     batch_size: int = 64
     flip: bool = True
     seed: int = 0
+    device: str = "auto"  # cpu, cuda, cuda:N, auto (this rank's GPU when CUDA is available)
+    bf16: bool = True  # bf16 autocast for float training on a GPU (QAT always runs in fp32)
     workers: int = 0  # DataLoader processes decoding the next steps' batches (0: decode in the loop)
     prefetch: int = 2  # steps each worker decodes ahead
     optim: OptimConfig = field(default_factory=OptimConfig)

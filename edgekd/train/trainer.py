@@ -51,6 +51,7 @@ from edgekd.runtime.torch_backend import TorchEmbedder
 from edgekd.train.batches import TrainSet, build_train_set
 from edgekd.train.checkpoint import read_checkpoint, save_checkpoint
 from edgekd.train.config import DistillConfig
+from edgekd.train.device import resolve_device
 from edgekd.train.logs import RunLog
 from edgekd.train.pipeline import Decoded, StepBatches, decoded_steps
 from edgekd.train.teacher_cache import TeacherCache
@@ -158,7 +159,8 @@ class Distiller:
     def __init__(self, cfg: DistillConfig, progress: bool = True, dist: DistInfo | None = None):
         self.cfg = cfg
         self.progress = progress
-        self.dist = dist or init_from_env()
+        self.device = resolve_device(cfg.device)
+        self.dist = dist or init_from_env(self.device)
         self.out = Path(cfg.out)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -257,16 +259,20 @@ class Distiller:
                 "teacher embedding, which an online (prompted) teacher does not provide; combine cakd with "
                 "instance-level terms (l2, iled) instead"
             )
+        objective = objective.to(self.device)  # heads, projections, memory banks
         if objective.needs_logits and self.teacher is not None:
             centres = class_centres(self.teacher[:], self.data.labels, self.data.num_classes)
-            objective.set_teacher_centres(centres)
+            objective.set_teacher_centres(centres.to(self.device))
         return objective
 
     def _student(self, model: nn.Module) -> nn.Module:
+        """channels_last on the device; QAT: prepared on the CPU (export), then moved."""
         model = model.to(memory_format=torch.channels_last)
-        if self.target is None:
-            return model
-        return prepare(model, self.target, example_input(batch=2), fold_bn=self.fold_bn)
+        if self.target is not None:
+            model = prepare(model, self.target, example_input(batch=2), fold_bn=self.fold_bn)
+        if self.online is not None:
+            self.online.to(self.device)
+        return model.to(self.device)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         """Backbone at ``lr``; heads, projections, URFM and the APT prompts (all trained from scratch) at
@@ -298,6 +304,13 @@ class Distiller:
         h = o.head_only_steps
         return lambda s: 0.0 if s < h else lr_factor(s - h, steps - h, o.warmup_steps, o.min_lr_ratio)
 
+    def _autocast(self) -> Any:
+        """bf16 autocast for float training on a GPU (``bf16: true``). QAT stays fp32: its fake quantizers
+        round activations to the int8 grid of scales learnt in fp32, and bf16's 8-bit mantissa would move
+        values across rounding boundaries the deployed integer kernels never see."""
+        enabled = self.cfg.bf16 and self.device.type == "cuda" and self.target is None
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
     def _backbone_frozen(self, step: int) -> bool:
         """Head-only step: the student runs without autograd (no backbone gradients to compute). Under DDP
         every parameter must get a gradient each step, so there the zero LR alone keeps it still."""
@@ -310,7 +323,8 @@ class Distiller:
             return module
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(module, broadcast_buffers=False)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
 
     # ---- state ---------------------------------------------------------------------------------
 
@@ -389,16 +403,20 @@ class Distiller:
         return self._assemble(self.batches[step])
 
     def _assemble(self, d: Decoded) -> Batch:
-        """A decoded step → model inputs, cached teacher embeddings (the mirror's where flipped), labels."""
-        x = _model_input(self.spec, d.images)
+        """A decoded step → model inputs, cached teacher embeddings (the mirror's where flipped), labels,
+        on the training device."""
+        dev = self.device
+        x = _model_input(self.spec, d.images).to(dev, non_blocking=True)
         t = x_teacher = None
         if self.teacher is not None:
             t = self.teacher[d.indices]
             if d.flips.any():
                 t[torch.from_numpy(d.flips)] = self.teacher.flipped(d.indices[d.flips])
+            t = t.to(dev, non_blocking=True)
         if self.online is not None:  # the same decoded (and mirrored) images, in the ViT's normalisation
-            x_teacher = _model_input(self.teacher_spec, d.images)
-        return Batch(x, t, torch.as_tensor(self.data.labels[d.indices]), x_teacher)
+            x_teacher = _model_input(self.teacher_spec, d.images).to(dev, non_blocking=True)
+        labels = torch.as_tensor(self.data.labels[d.indices]).to(dev, non_blocking=True)
+        return Batch(x, t, labels, x_teacher)
 
     def _calibrate_observers(self) -> None:
         """QAT: forward-only batches so the first update already uses scales of several batches."""
@@ -410,9 +428,10 @@ class Distiller:
 
     def train_step(self, step: int, decoded: Decoded | None = None) -> dict[str, float]:
         b = self._assemble(decoded) if decoded is not None else self._batch(step)
-        total, parts = self.ddp(
-            b.x, b.teacher, b.labels, step, b.x_teacher, frozen=self._backbone_frozen(step)
-        )
+        with self._autocast():
+            total, parts = self.ddp(
+                b.x, b.teacher, b.labels, step, b.x_teacher, frozen=self._backbone_frozen(step)
+            )
         if not torch.isfinite(total):
             terms = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())
             raise TrainingDiverged(
@@ -434,7 +453,7 @@ class Distiller:
         set_mode(self.student, train=False)
         try:
             model = EmbeddingOnly(self.student) if self.taps is not None else self.student
-            embedder = TorchEmbedder(model, self.spec, name=self.arch)
+            embedder = TorchEmbedder(model, self.spec, name=self.arch, device=self.device)
             result = evaluate(embedder, vset, progress=False)
         finally:
             self._train_mode()
