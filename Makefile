@@ -10,6 +10,9 @@ DATA   ?= $(if $(wildcard $(SHARED)/data/lfw112/pairs.txt),$(SHARED)/data/lfw112
 FOLDS  ?= 6-10
 THREADS ?= 2
 STEPS  ?= 30
+# heads (fresh margin head + projection) first on the frozen pretrained student, then a gentle rate:
+# the old recipe (all at once, lr 1e-4) cost 2.2 pp on CFP-FP (benchmarks/results/recipes.md)
+HEAD_STEPS ?= $(shell expr $(STEPS) \* 2 / 3)
 export EDGEKD_SHARED := $(SHARED)
 
 .PHONY: venv test test-slow demo lint format clean arm64-device
@@ -54,8 +57,10 @@ demo: $(BIN)/.demo-installed
 	@if [ -n "$(DATA)" ]; then \
 	  init=""; [ -f "$(SHARED)/models/mobilefacenet/mobilefacenet_ms1m.pt" ] && init="--init mobilefacenet_ms1m"; \
 	  echo "== distill-qat (onnx target): SFace -> MobileFaceNet on $(DATA), identities of folds $(FOLDS) held out"; \
+	  cfp=""; [ -f "$(SHARED)/data/cfp112/names.txt" ] && cfp="--exclude-names $(SHARED)/data/cfp112/names.txt"; \
 	  $(BIN)/edgekd distill-qat --target onnx --teacher sface $$init --method l2 --steps $(STEPS) -b 32 \
-	    --data "$(DATA)" --exclude-pairs "$(DATA)" -o exclude_folds=$(FOLDS) \
+	    --data "$(DATA)" --exclude-pairs "$(DATA)" -o exclude_folds=$(FOLDS) $$cfp \
+	    -o optim.head_only_steps=$(HEAD_STEPS) -o optim.lr=1e-5 \
 	    --val-pairs "$(DATA)" --val-folds $(FOLDS) -o val_every=$(STEPS) -t $(THREADS) --out demo-out/qat; \
 	else \
 	  echo "== distill-qat (onnx target): SFace -> MobileFaceNet on synthetic faces"; \

@@ -27,7 +27,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +52,8 @@ from edgekd.models.vit import ViTFace
 from edgekd.paths import shared_dir
 from edgekd.runtime import load_embedder
 from edgekd.runtime.torch_backend import TorchEmbedder
-from edgekd.train.loop import Budget, lr_factor
 from edgekd.train.teacher_cache import TeacherCache
+from edgekd.train.trainer import lr_factor as warmup_cosine
 
 VIT_PATCH = 14  # 112 / 14 = 8x8 tokens: a grid other than the student's 7x7, what URFM is for
 NUM_PROMPTS = 4
@@ -90,6 +90,29 @@ def flip_aware(emb: np.ndarray, emb_flip: np.ndarray, idx: np.ndarray, flips: np
     out = emb[idx].copy()
     out[flips] = emb_flip[idx[flips]]
     return torch.from_numpy(np.ascontiguousarray(out, np.float32))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One budget per phase of this benchmark (ViT teacher, APT warm-up, students): steps, batch, optimiser.
+
+    The ViT teacher regresses SFace and the APT prompts warm up before the students train, which no
+    ``edgekd distill`` run does, so those phases keep this benchmark's own loops."""
+
+    steps: int = 300
+    batch_size: int = 64
+    lr: float = 1e-4
+    head_lr: float = 1e-2
+    weight_decay: float = 5e-4
+    warmup_steps: int = 30
+    grad_clip: float = 5.0
+    flip: bool = True
+    seed: int = 0
+
+
+def lr_factor(step: int, budget: Budget) -> float:
+    """The trainer's warm-up + cosine schedule."""
+    return warmup_cosine(step, budget.steps, budget.warmup_steps)
 
 
 def set_lr(opt: torch.optim.Optimizer, base: list[float], step: int, budget: Budget) -> None:

@@ -5,8 +5,9 @@
 Teacher SFace (fp32 ONNX); student MobileFaceNet initialised from ../shared's MS1M weights; training on
 every LFW image of the identities that do NOT occur in folds 6-10 and are not CFP celebrities; test on
 LFW folds 6-10 (3,000 pairs, 5-fold threshold selection) and CFP-FP (10 folds), per fold against the
-no-KD run. Every method = CosFace margin loss + its KD term(s), same steps, batch,
-optimiser, seed and flip augmentation (the teacher embedding of the flipped image comes from the cache).
+no-KD run. Every method = CosFace margin loss + its KD term(s), trained by the same
+``Distiller`` that ``edgekd distill --method M`` runs, with the same steps, batch, optimiser, seed and flip
+augmentation (the teacher embedding of the flipped image comes from the cache).
 Writes results/kd_methods.{md,json}.
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,18 +23,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import held_out_names, paired, quality_sets, score, write_result
+from recipes import base_config, student_scores
+from recipes import train as train_run
 
 from edgekd.data.identity_folder import IdentityFolderDataset
-from edgekd.losses import build_objective
-from edgekd.losses.methods import MARGIN
 from edgekd.losses.methods import METHODS as KD_METHODS
+from edgekd.losses.methods import as_config, method_losses
 from edgekd.losses.teacher_logits import centre_logits, class_centres
-from edgekd.models import create_model, default_preprocess, load_state_dict_file
 from edgekd.paths import shared_dir
 from edgekd.runtime import load_embedder
-from edgekd.runtime.torch_backend import TorchEmbedder
 from edgekd.train.batches import held_out_identities
-from edgekd.train.loop import Budget, train
 from edgekd.train.teacher_cache import TeacherCache
 
 METHODS = {name: list(specs) for name, specs in KD_METHODS.items()}
@@ -56,52 +54,39 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path(".cache/teacher"))
     parser.add_argument("--name", default="kd_methods", help="result file name in benchmarks/results/")
+    parser.add_argument("--out", type=Path, default=Path("runs/kd_methods"))
     args = parser.parse_args()
     shared = shared_dir()
     if shared is None:
         sys.exit("needs ../shared (or EDGEKD_SHARED) with data/lfw112 and the models")
     torch.set_num_threads(args.threads)
     lfw, teacher_file = shared / "data/lfw112", shared / "models/sface/sface_2021dec_fp32.onnx"
-    student_file = shared / "models/mobilefacenet/mobilefacenet_ms1m.pt"
 
-    ds, images, labels = load_train_set(lfw, "6-10")
+    ds = IdentityFolderDataset(lfw, exclude=held_out_identities(str(lfw), "6-10", held_out_names()))
+    labels = ds.labels()
     num_classes = int(labels.max()) + 1
     teacher = load_embedder(teacher_file, threads=args.threads)
     cache = TeacherCache.open_or_build(teacher, ds, args.cache, flip=True, teacher_file=teacher_file)
-    t_emb, t_flip = np.array(cache.embeddings), np.array(cache.flip_embeddings)  # into RAM
+    t_emb = np.array(cache.embeddings)
     centres = class_centres(t_emb, labels, num_classes)
     singletons = int((np.bincount(labels) == 1).sum())
     # how much "dark knowledge" the teacher's class-centre logits carry: mass on the target class at T=4
     soft = torch.softmax(centre_logits(torch.from_numpy(t_emb), centres, 64.0) / 4.0, dim=1)
     target_mass = float(soft[torch.arange(len(labels)), torch.from_numpy(labels)].mean())
     sets = quality_sets()
-    spec = default_preprocess("mobilefacenet_ms1m")
-    budget = Budget(steps=args.steps, batch_size=args.batch_size)
-
+    base = base_config(shared, args.steps, args.threads)
+    base.update(data=[str(lfw)], batch_size=args.batch_size, cache_dir=str(args.cache))
     rows = {"teacher SFace (reference)": (score(teacher, sets), 0.0)}
-    init = load_state_dict_file(student_file)
-    student0 = create_model("mobilefacenet_ms1m")
-    student0.load_state_dict(init)
-    pretrained = score(TorchEmbedder(student0, spec, "pretrained"), sets)
+    pretrained = student_scores(None, sets)
     rows["student, pretrained, no training"] = (pretrained, 0.0)
     per_method = {}
     for method in args.methods.split(","):
-        specs = [MARGIN, *METHODS[method]]
-        student = create_model("mobilefacenet_ms1m")
-        student.load_state_dict(init)
-        objective = build_objective(specs, student.embedding_size, num_classes, teacher_dim=t_emb.shape[1])
-        objective.set_teacher_centres(centres)
-        start = time.perf_counter()
-        log = train(student, objective, images, labels, t_emb, t_flip, spec, budget)
-        wall = time.perf_counter() - start
-        scores = score(TorchEmbedder(student, spec, method), sets)
+        specs = method_losses(method)
+        cfg = {**base, "losses": as_config(specs), "out": str(args.out / method)}
+        ckpt, wall = train_run(cfg)  # the trainer `edgekd distill` runs
+        scores = student_scores(ckpt, sets)
         rows[f"CosFace + {method}" if method != "none" else "CosFace only (no KD)"] = (scores, wall)
-        per_method[method] = {
-            "specs": [s.to_dict() for s in specs],
-            "final_losses": log.losses[-1],
-            "train_seconds": wall,
-            "scores": scores,
-        }
+        per_method[method] = {"specs": as_config(specs), "train_seconds": wall, "scores": scores}
         print(method, {k: round(v["accuracy"], 2) for k, v in scores.items()}, f"{wall:.0f} s", flush=True)
 
     lines = [
@@ -123,7 +108,9 @@ def main() -> None:
         f"Train: {len(ds)} LFW images of {num_classes} identities, not in LFW folds 6-10 and not CFP "
         f"celebrities; test: LFW folds 6-10 ({sets['lfw'].num_pairs} pairs, thresholds on the other 4 "
         f"folds) and CFP-FP ({sets['cfp_fp'].num_pairs} pairs, 10 folds). `vs`: mean change in pp "
-        f"(folds better/worse). Budget per method: {budget}.\n"
+        f"(folds better/worse). Every method through `Distiller` (what `edgekd distill` runs): "
+        f"{args.steps} steps x {args.batch_size}, AdamW lr 1e-4 (heads 1e-2), 30 warm-up steps, cosine, "
+        "flip with the teacher's flipped embedding.\n"
         f"{singletons} of {num_classes} training identities have one image; the teacher's class-centre "
         f"logits put on average {target_mass:.2f} of their T=4 probability on the target class.\n\n"
         + "\n".join(lines)
@@ -133,7 +120,7 @@ def main() -> None:
         "KD methods, same budget (SFace → MobileFaceNet, LFW)",
         body,
         {
-            "budget": budget.__dict__,
+            "budget": {"steps": args.steps, "batch_size": args.batch_size, "optim": base["optim"]},
             "methods": per_method,
             "references": {name: s for name, (s, _) in list(rows.items())[:2]},
         },

@@ -255,3 +255,13 @@ def test_a_recordio_training_set_trains_is_filtered_and_resumes_exactly(tmp_path
     everyone.write_text(" ".join(str(c) for c in range(6)))
     with pytest.raises(DataError, match="every identity is held out"):
         Distiller(config(tmp_path / "c", teacher, data=str(rec), exclude_names=[str(everyone)]), False)
+
+
+def test_lr_schedule_warms_up_then_decays_by_cosine():
+    from edgekd.train.trainer import lr_factor
+
+    assert lr_factor(0, 100, 10) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(10, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10) == pytest.approx(0.5)
+    assert lr_factor(100, 100, 10, min_ratio=0.1) == pytest.approx(0.1)
