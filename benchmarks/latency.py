@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, write_result
 
-from edgekd.bench import REGISTRY, bench, report
+from edgekd.bench import bench, report
+from edgekd.formats import suffixes
 from edgekd.paths import shared_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def main() -> None:
         path = resolve(ref, args.artifacts)
         if path is None or not path.is_file():
             status = f"not yet available ({source})"
-        elif path.suffix not in REGISTRY:
+        elif path.suffix not in suffixes():
             status = f"not yet available: no {runtime} runner in edgekd.bench yet ({path.name})"
         else:
             status = "measured"

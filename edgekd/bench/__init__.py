@@ -1,10 +1,10 @@
 """``edgekd bench``: latency, memory and accuracy of artifacts, measured here or on a device, plus a
 roofline estimate for the chosen device profile.
 
-Pipeline per artifact: the format (:data:`REGISTRY`, by file suffix) → a job for the self-contained
-runner (threads and execution providers from the profile) → run locally in a fresh process or on
-``--remote`` over SSH → accuracy on ``--pairs`` through :func:`edgekd.eval.evaluate` → the profile's
-estimate from the artifact's op list (:mod:`edgekd.bench.roofline`).
+Pipeline per artifact: the format (:func:`edgekd.formats.get_format`, by file suffix) → a job for the
+self-contained runner (threads and execution providers from the profile) → run locally in a fresh
+process or on ``--remote`` over SSH → accuracy on ``--pairs`` through :func:`edgekd.eval.evaluate` →
+the profile's estimate from the artifact's op list (:mod:`edgekd.bench.roofline`).
 
 >>> run = bench(["model.onnx"], "x86", pairs="../shared/data/lfw112", folds="6-10")  # doctest: +SKIP
 >>> print(report.markdown(run.to_dict()))  # doctest: +SKIP
@@ -27,22 +27,12 @@ from edgekd.bench import report
 from edgekd.bench.profiles import Profile, RuntimeChoice, list_profiles, load_profile
 from edgekd.config import from_dict
 from edgekd.errors import ConfigError, ModelError, UnsupportedTargetError
-from edgekd.registry import Registry
+from edgekd.formats import ArtifactFormat, get_format, suffixes
 
-__all__ = ["REGISTRY", "BenchOptions", "BenchRun", "bench", "list_profiles", "load_profile", "report"]
+__all__ = ["BenchOptions", "BenchRun", "bench", "list_profiles", "load_profile", "report"]
 
 log = logging.getLogger(__name__)
 
-# file suffix → ArtifactFormat ("module:attr")
-REGISTRY = Registry(
-    "artifact format",
-    {
-        ".onnx": "edgekd.bench.formats:ONNX",
-        ".xml": "edgekd.bench.formats:OPENVINO",
-        ".tflite": "edgekd.bench.formats:TFLITE",
-    },
-    error=UnsupportedTargetError,
-)
 DEFAULT_RUNS = 50
 HIGH_CV = 0.10  # std/mean above which the timings are called noisy
 EMBED_BATCH = 64  # images per forward pass when embedding pairs (accuracy does not depend on it)
@@ -135,18 +125,15 @@ def _runs(opts: BenchOptions) -> int | None:
     return opts.runs if opts.runs is not None or opts.seconds is not None else DEFAULT_RUNS
 
 
-def _format(path: Path):
+def _format(path: Path) -> ArtifactFormat:
+    """The artifact's format (:mod:`edgekd.formats`) by its suffix, or an error naming the known ones."""
     suffix = path.suffix.lower()
-    if suffix not in REGISTRY:
+    if suffix not in suffixes():
         raise UnsupportedTargetError(
-            f"{path}: " + REGISTRY_MESSAGE.format(suffix=suffix or "(none)", known=", ".join(REGISTRY))
+            f"{path}: no benchmark runner for '{suffix or '(none)'}' files; known: {', '.join(suffixes())} "
+            "(edgekd convert makes them)"
         )
-    return REGISTRY.resolve(suffix)
-
-
-REGISTRY_MESSAGE = (
-    "no benchmark runner for '{suffix}' files; known: {known} (convert makes them with edgekd convert)"
-)
+    return get_format(suffix)
 
 
 def _precision(ops) -> str:
@@ -167,8 +154,6 @@ def _estimates(fmt, path: Path, profile: Profile, batch: int, dynamic_batch: boo
     """The profile's estimate (batch 1, and batch ``batch`` for throughput) and one per known profile."""
     from edgekd.bench.roofline import estimate
 
-    if fmt.op_list is None:
-        return {"precision": "unknown"}, [f"no roofline for {fmt.name} artifacts yet: no estimate"]
     try:
         ops = fmt.op_list(path, 1)
     except ModelError as exc:

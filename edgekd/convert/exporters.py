@@ -113,12 +113,9 @@ def export_artifact(
     quantized: bool,
     dynamic_batch: bool = False,
 ) -> Path:
-    """Write ``out_dir/<name><suffix>`` for ``target`` and return its path."""
+    """Write ``out_dir/<name><suffix>`` with the format of ``target``'s runtime and return its path."""
+    from edgekd.formats import get_format
+
+    fmt = get_format(target.runtime)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}{target.converter.suffix}"
-    tool = target.converter.tool
-    if tool == "torch.onnx":
-        return export_onnx(model, target, path, spec, dynamic_batch)
-    if tool == "openvino":
-        return export_openvino(model, target, path, spec, dynamic_batch)
-    return export_tflite(model, target, path, spec, dynamic_batch, quantized)
+    return fmt.export(model, target, out_dir / f"{name}{fmt.suffix}", spec, dynamic_batch, quantized)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -113,20 +113,16 @@ def _report(runtime: str, artifact: str, layers: list[LayerMacs], float_ops: Cou
 
 def int8_share(path: str | Path, **options: Any) -> Int8ShareReport:
     """Measure by the artifact's suffix (``.onnx``, ``.xml``, ``.tflite``); ``options`` go to the analyser."""
+    from edgekd.formats import get_format, suffixes
+
     path = Path(path)
-    analysers: dict[str, Callable[..., Int8ShareReport]] = {
-        ".onnx": onnx_int8_share,
-        ".xml": openvino_int8_share,
-        ".tflite": tflite_int8_share,
-    }
-    analyse = analysers.get(path.suffix.lower())
-    if analyse is None:
+    if path.suffix.lower() not in suffixes():
         raise ModelError(
-            f"cannot measure the int8 share of {path}: known suffixes are {', '.join(analysers)}"
+            f"cannot measure the int8 share of {path}: known suffixes are {', '.join(suffixes())}"
         )
     if not path.is_file():
         raise ModelError(f"artifact not found: {path}")
-    return analyse(path, **options)
+    return get_format(path.suffix.lower()).int8_share(path, **options)
 
 
 # --------------------------------------------------------------------------------------------------------

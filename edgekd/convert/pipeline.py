@@ -30,9 +30,9 @@ from edgekd.convert.parity import ParityReport, compare_embeddings
 from edgekd.convert.weight_range import artifact_weight_bound
 from edgekd.data.preprocess import PreprocessSpec
 from edgekd.errors import ConversionError, ModelError
-from edgekd.isa import DESCRIPTIONS, MAX_EXACT_WEIGHT, exact_isas, host_isa
+from edgekd.isa import DESCRIPTIONS, exact_isas, host_isa
 from edgekd.models import create_model, default_preprocess, detect_architecture, load_state_dict_file
-from edgekd.quant import calibrate, convert, example_input, load_target, prepare, set_mode, strip_fake_quant
+from edgekd.quant import convert, example_input, load_target, set_mode, strip_fake_quant
 from edgekd.quant.integer_reference import IntegerReference, parity_reference
 from edgekd.quant.spec import TargetSpec, list_targets
 from edgekd.runtime import load_embedder
@@ -164,32 +164,12 @@ def _mode(source: _Source, float_: bool, ptq: bool) -> str:
 def _ptq_artifact(
     source: _Source, spec: TargetSpec, out: Path, pre: PreprocessSpec, calib: np.ndarray, dynamic: bool
 ) -> Path:
-    """PTQ with each runtime's own tool: ORT quantize_static, NNCF, litert-torch's PT2E quantizer. A
-    portable target (weights |w| ≤ 64) gets the tool's own 7-bit option: ORT ``reduce_range``, NNCF
-    ``overflow_fix="enable"``; an 8-bit one the tool's default."""
-    from edgekd.convert import ptq as runtime_ptq
+    """PTQ with each runtime's own tool (:mod:`edgekd.formats`: ORT quantize_static, NNCF, litert-torch's
+    PT2E quantizer). A portable target (weights |w| ≤ 64) gets the tool's own 7-bit option: ORT
+    ``reduce_range``, NNCF ``overflow_fix="enable"``; an 8-bit one the tool's default."""
+    from edgekd.formats import get_format
 
-    portable = spec.weight_bound <= MAX_EXACT_WEIGHT
-
-    if spec.runtime == "onnxruntime":
-        float_path = export_artifact(
-            source.float_model, spec, out / "float_src", pre, "model", False, dynamic
-        )
-        act = spec.activations.dtype
-        return runtime_ptq.onnx_ptq(
-            float_path, out / "model.onnx", calib, pre, activation_type=act, reduce_range=portable
-        )
-    if spec.runtime == "openvino":
-        float_path = export_artifact(
-            source.float_model, spec, out / "float_src", pre, "model", False, dynamic
-        )
-        fix = "enable" if portable else "first_layer_only"
-        runtime_ptq.openvino_ptq(float_path, calib, pre, out / "model.xml", overflow_fix=fix)
-        return out / "model.xml"
-    prepared = prepare(source.float_model, spec, example_input(batch=2), qat=False)
-    x = torch.from_numpy(pre.apply(calib))
-    calibrate(prepared, x.split(32))
-    return export_artifact(convert(prepared, spec), spec, out, pre, "model", True, dynamic)
+    return get_format(spec.runtime).ptq(source.float_model, spec, out, pre, calib, dynamic)
 
 
 def _deployment_isas(spec: TargetSpec, mode: str, artifact: Path) -> tuple[str, ...]:

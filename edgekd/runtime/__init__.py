@@ -19,15 +19,12 @@ __all__ = ["REGISTRY", "Embedder", "l2_normalize", "load_embedder", "resolve_mod
 
 log = logging.getLogger(__name__)
 
-# file suffix → loader "module:function(path, preprocess, threads, arch) -> Embedder"
+# PyTorch state_dicts; the artifact formats (.onnx, .xml, .tflite) come from edgekd.formats
 REGISTRY = Registry(
     "model format",
     {
-        ".onnx": "edgekd.runtime.loaders:load_onnx_embedder",
         ".pt": "edgekd.runtime.loaders:load_torch_embedder",
         ".pth": "edgekd.runtime.loaders:load_torch_embedder",
-        ".xml": "edgekd.runtime.loaders:load_openvino_embedder",
-        ".tflite": "edgekd.runtime.loaders:load_litert_embedder",
     },
     error=ModelError,
 )
@@ -66,9 +63,14 @@ def load_embedder(
     >>> emb.embed(faces).shape
     (N, 128)
     """
+    from edgekd.formats import get_format, suffixes
+
     path = resolve_model_path(ref)
     spec = PreprocessSpec.parse(preprocess) if isinstance(preprocess, str) else preprocess
-    loader = REGISTRY.resolve(path.suffix.lower()) if path.suffix.lower() in REGISTRY else None
-    if loader is None:
-        raise ModelError(f"cannot tell the format of {path}: known suffixes are {', '.join(REGISTRY)}")
-    return loader(path, spec, threads, arch)
+    suffix = path.suffix.lower()
+    if suffix in suffixes():
+        return get_format(suffix).embedder(path, spec, threads, arch)
+    if suffix not in REGISTRY:
+        known = ", ".join([*suffixes(), *REGISTRY])
+        raise ModelError(f"cannot tell the format of {path}: known suffixes are {known}")
+    return REGISTRY.resolve(suffix)(path, spec, threads, arch)

@@ -9,15 +9,13 @@ import socket
 import pytest
 from click.testing import CliRunner
 
-from edgekd import bench as bench_pkg
 from edgekd.bench import BenchOptions, bench
-from edgekd.bench.formats import ONNX
 from edgekd.cli import main
 from edgekd.config import from_dict
 from edgekd.data import load_verification_set
 from edgekd.errors import ConfigError
 from edgekd.eval import evaluate
-from edgekd.registry import Registry
+from edgekd.formats.onnx import FORMAT as ONNX
 from edgekd.runtime import load_embedder
 
 
@@ -109,11 +107,13 @@ def test_missing_and_unsupported_artifacts(runner, tmp_path):
 
 def test_runtime_missing_on_this_host(runner, tmp_path, monkeypatch):
     """A format whose runtime is not installed here: named, with what to do instead."""
-    missing = dataclasses.replace(ONNX, name="fake", module="edgekd_no_such_runtime")
-    monkeypatch.setattr(ONNX.__module__ + ".FAKE", missing, raising=False)
-    monkeypatch.setattr(
-        bench_pkg, "REGISTRY", Registry("artifact format", {".fake": "edgekd.bench.formats:FAKE"})
+    import edgekd.formats
+
+    missing = dataclasses.replace(
+        ONNX, name="fake", suffix=".fake", module="edgekd_no_such_runtime", aliases=()
     )
+    real = edgekd.formats.formats()
+    monkeypatch.setattr(edgekd.formats, "formats", lambda: [*real, missing])
     model = tmp_path / "m.fake"
     model.write_bytes(b"x")
     res = runner.invoke(main, ["bench", "-a", str(model), "--profile", "x86"])
