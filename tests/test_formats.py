@@ -40,7 +40,7 @@ def test_every_format_has_its_device_runner_and_hooks():
 
 
 def test_unknown_formats_are_named_with_a_suggestion():
-    with pytest.raises(UnsupportedTargetError, match="known formats onnx, openvino, tflite.*tflite"):
+    with pytest.raises(UnsupportedTargetError, match=r"known formats onnx, openvino, tflite.*tflite"):
         get_format("tflit")
     with pytest.raises(UnsupportedTargetError, match=r"files \.onnx, \.xml, \.tflite"):
         get_format("model.mlmodel")

@@ -204,3 +204,37 @@ def test_emulated_pi4_computes_the_golden_faces_and_a_changed_byte_breaks_parity
     _flip_one_weight_byte(result.artifact)
     (failure,) = bench([str(result.artifact)], "rpi4", emulate=True, skip_hash=True).failures
     assert "parity on emulated arm64 (cortex-a72)" in failure
+
+
+@pytest.mark.slow  # ~3 min: a litert-torch conversion and a run of MobileFaceNet's TFLite under QEMU
+@pytest.mark.skipif(not can_emulate("arm64"), reason="emulated ARM64 device not built: make arm64-device")
+def test_emulated_pi4_runs_a_tflite_artifact_through_bench(tmp_path):
+    """A QAT tflite checkpoint converted (in a child process: litert-torch loads JAX, whose threads make
+    later forks in pytest unsafe) and benched on the emulated Pi 4's XNNPACK: golden parity ≥ 0.999."""
+    import subprocess
+    import sys
+
+    from edgekd.bench import bench
+
+    (tmp_path / "train").mkdir()
+    ckpt = _train(tmp_path / "train", "tflite")
+    out = tmp_path / "tfl"
+    args = [
+        sys.executable,
+        "-m",
+        "edgekd",
+        "convert",
+        "--checkpoint",
+        str(ckpt),
+        "--out",
+        str(out),
+        "-t",
+        "1",
+    ]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    run = bench([str(out / "model.tflite")], "rpi4", emulate=True)
+    (res,) = run.results
+    assert res["emulated"] and run.failures == [], run.failures
+    assert res["device_parity"]["mean_cosine"] >= 0.999 and res["device_parity"]["min_cosine"] >= 0.99
+    assert res["estimate"]["latency_ms"] > 0  # the roofline read the .tflite's own op list
