@@ -37,7 +37,7 @@ def qat_config(recipe_ckpt: Path, target: str, steps: int, out: Path) -> dict:
         teacher_preprocess=None,
         losses=SELF_KD,
         steps=steps,
-        optim={**cfg["optim"], "lr": 2e-5, "warmup_steps": max(1, steps // 10)},
+        optim={**cfg["optim"], "lr": 2e-5, "warmup_steps": max(1, steps // 10), "head_only_steps": 0},
         qat={"target": target, "freeze_bn_step": 0, "freeze_observers_step": int(steps * 0.7)},
         out=str(out / target),
         checkpoint_every=steps,
