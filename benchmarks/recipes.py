@@ -167,7 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--variants", default="pretrained," + ",".join(VARIANTS))
+    parser.add_argument("--variants", default="teacher,pretrained," + ",".join(VARIANTS))
     parser.add_argument("--steps", type=int, default=600, help="the budget of the LFW+CelebA runs")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/recipes"))
@@ -186,9 +186,14 @@ def main() -> None:
         if name == "pretrained":
             rows[name] = {"what": "pretrained student, no training", "data": "-", "steps": 0, "seconds": 0}
             rows[name]["scores"] = student_scores(None, sets)
+        elif name == "teacher":
+            from edgekd.runtime import load_embedder
+
+            rows[name] = {"what": "SFace teacher (reference)", "data": "-", "steps": 0, "seconds": 0}
+            rows[name]["scores"] = score(load_embedder("sface", threads=args.threads), sets)
         else:
             if name not in VARIANTS:
-                sys.exit(f"unknown variant {name!r}; known: pretrained, {', '.join(VARIANTS)}")
+                sys.exit(f"unknown variant {name!r}; known: teacher, pretrained, {', '.join(VARIANTS)}")
             cfg = variant_config(name, base, args.out)
             ckpt, seconds = train(cfg)
             data = "+".join(Path(d).name for d in cfg["data"])
