@@ -201,3 +201,34 @@ def test_remote_openvino_ir_travels_with_its_bin_and_is_checked_there(sshd, tiny
     run = bench([str(folder / "model.xml")], "x86", runs=3, warmup=1, batch=1, **_remote(sshd))
     parity = run.results[0]["device_parity"]
     assert run.failures == [] and parity["passed"] and parity["num_images"] == 6
+
+
+@pytest.mark.slow  # ~1 min: a TFLite conversion in a child process, then six small benches
+def test_one_call_benches_onnx_ir_and_tflite_here_and_over_ssh(sshd, tiny, tmp_path):
+    """`edgekd bench -a a.onnx -a b.xml -a c.tflite --profile rpi4 -p ...`: every format measured in one
+    run, with accuracy, latency statistics and the roofline estimate read from its own op list; the same
+    over --remote (the device python has the three runtimes)."""
+    import openvino as ov
+
+    from edgekd.convert.manifest import Manifest, write_manifest
+    from edgekd.data.preprocess import PreprocessSpec
+    from tests.convert.artifacts import EMBEDDING, tflite_in_subprocess
+
+    spec = PreprocessSpec.preset("arcface")
+    ir, tfl = tmp_path / "ir", tmp_path / "tfl"
+    ir.mkdir(), tfl.mkdir()
+    ov_model = ov.convert_model(str(tiny))
+    ov_model.reshape({0: [1, 3, 112, 112]})
+    ov.save_model(ov_model, str(ir / "model.xml"), compress_to_fp16=False)
+    write_manifest(Manifest("openvino", "model.xml", spec, 8), ir)
+    tflite_in_subprocess(0, tfl / "model.tflite")
+    write_manifest(Manifest("tflite", "model.tflite", spec, EMBEDDING), tfl)
+    artifacts = [str(tiny), str(ir / "model.xml"), str(tfl / "model.tflite")]
+    for where in ({}, _remote(sshd)):
+        run = bench(artifacts, "rpi4", pairs="synthetic", runs=4, warmup=1, batch=1, **where)
+        assert [Path(r["artifact"]).suffix for r in run.results] == [".onnx", ".xml", ".tflite"]
+        for res in run.results:
+            assert res["accuracy"]["metrics"]["accuracy"] > 0.4
+            assert res["latency"]["runs"] == 4 and res["latency"]["p50_ms"] > 0
+            assert res["estimate"]["latency_ms"] > 0, res["artifact"]
+        assert run.failures == []
