@@ -8,7 +8,7 @@ two roots stay two classes: nothing says they are the same person).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -54,10 +54,15 @@ class LabelledSubset:
         base_labels = np.asarray(dataset.labels(), np.int64)[self.indices]  # type: ignore[attr-defined]
         _, self._labels = np.unique(base_labels, return_inverse=True)
         self._labels = self._labels.astype(np.int64)
-        base_fp = getattr(dataset, "fingerprint", None)
-        if callable(base_fp):
-            digest = hashlib.sha256(self.indices.tobytes()).hexdigest()
-            self.fingerprint = lambda: f"{base_fp()}[{digest}]"
+        self._digest = hashlib.sha256(self.indices.tobytes()).hexdigest()
+
+    @property
+    def fingerprint(self) -> Callable[[], str]:
+        """The base's fingerprint and the kept indices (only when the base has one: then no image is read)."""
+        base = getattr(self.base, "fingerprint", None)
+        if not callable(base):
+            raise AttributeError("fingerprint")
+        return lambda: f"{base()}[{self._digest}]"
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -68,6 +68,10 @@ def decoded_steps(
         collate_fn=_single,
         pin_memory=torch.cuda.is_available(),
         worker_init_fn=_one_thread,
+        # spawn, not fork: a forked copy of a large training process (intra-op thread pools, NNCF or JAX
+        # threads, gigabytes of Python objects whose refcounts unshare its pages) is unsafe and costly;
+        # a spawned worker imports edgekd (a few seconds, once per run) and receives the picklable dataset
+        multiprocessing_context="spawn",
     )
     return iter(loader)
 
