@@ -85,3 +85,16 @@ def test_round_trip_through_yaml():
 
 def test_scalar_becomes_one_element_tuple():
     assert from_dict(EvalConfig, {"model": "a.onnx"}).model == ("a.onnx",)
+
+
+def test_shipped_distill_configs_load():
+    """The recipes in edgekd/configs/ are valid configs (names, options, types)."""
+    from pathlib import Path
+
+    from edgekd.train.config import DistillConfig
+
+    root = Path(__file__).resolve().parents[1] / "edgekd" / "configs"
+    faces = load_config(DistillConfig, root / "distill_faces.yaml")
+    assert faces.optim.head_only_steps == 100 and len(faces.data) == 2 and faces.exclude_names
+    qat = load_config(DistillConfig, root / "qat_self_kd.yaml", ["qat.target=onnx"])
+    assert qat.qat.target == "onnx" and qat.student_init == qat.teacher

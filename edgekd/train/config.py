@@ -1,7 +1,7 @@
 """``edgekd distill`` / ``distill-qat`` configuration: one frozen dataclass tree, validated on load.
 
 Every field has a default that runs (synthetic faces, the SFace teacher, a MobileFaceNet student), so
-``edgekd distill-qat --target onnx`` works without a file; ``edgekd/configs/distill_lfw.yaml`` is the
+``edgekd distill-qat --target onnx`` works without a file; ``edgekd/configs/distill_faces.yaml`` is the
 real-data recipe. Command-line options and ``-o key=value`` overrides win over the file.
 """
 
