@@ -68,6 +68,16 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
             "optim": {"lr": 1e-5, "head_only_steps": 20},
         },
     ),
+    "demo-qat-lpft-calib": (
+        "demo-qat-lpft with 16 calibration batches (512 faces) before the first step",
+        {
+            "lfw_only": True,
+            "steps": 30,
+            "batch_size": 32,
+            "qat": {"target": "onnx", "calib_batches": 16},
+            "optim": {"lr": 1e-5, "head_only_steps": 20},
+        },
+    ),
     # the budget runs on LFW + CelebA, heads first (100 steps) then everything
     "cosface": ("no KD: CosFace only", {"losses": ["cosface"], "optim": LPFT}),
     "cosface+l2": ("CosFace + L2 (projected)", {"losses": ["cosface", L2], "optim": LPFT}),
