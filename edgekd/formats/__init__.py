@@ -79,8 +79,17 @@ def get_format(key: str | Path) -> ArtifactFormat:
     )
 
 
+def manifest_preprocess(path: Path, override: str | None) -> Any:
+    """The input contract of an IR or a ``.tflite``: ``--preprocess`` when given, else the manifest.json
+    that ``edgekd convert`` wrote beside it (these formats have no metadata field of their own)."""
+    from edgekd.data.preprocess import PreprocessSpec
+    from edgekd.runtime.loaders import artifact_preprocess
+
+    return artifact_preprocess(path, PreprocessSpec.parse(override) if override else None)
+
+
 def suffixes() -> list[str]:
     return [f.suffix for f in formats()]
 
 
-__all__ = ["ArtifactFormat", "formats", "get_format", "suffixes"]
+__all__ = ["ArtifactFormat", "formats", "get_format", "manifest_preprocess", "suffixes"]

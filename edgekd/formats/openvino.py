@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.formats import ArtifactFormat
+from edgekd.formats import ArtifactFormat, manifest_preprocess
 
 
 def export(
@@ -53,13 +53,6 @@ def prepare(path: Path, workdir: Path) -> tuple[Path, list[str]]:
     return path, []
 
 
-def preprocess(path: Path, override: str | None):
-    from edgekd.data.preprocess import PreprocessSpec
-    from edgekd.runtime.loaders import artifact_preprocess
-
-    return artifact_preprocess(path, PreprocessSpec.parse(override) if override else None)
-
-
 def op_list(path: Path, batch: int):
     from edgekd.bench.ops_openvino import openvino_ops
 
@@ -78,6 +71,6 @@ FORMAT = ArtifactFormat(
     int8_share=int8_share,
     embedder=embedder,
     prepare=prepare,
-    preprocess=preprocess,
+    preprocess=manifest_preprocess,
     op_list=op_list,
 )
