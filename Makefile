@@ -61,7 +61,7 @@ demo: $(BIN)/.demo-installed
 	  cfp=""; [ -f "$(SHARED)/data/cfp112/names.txt" ] && cfp="--exclude-names $(SHARED)/data/cfp112/names.txt"; \
 	  $(BIN)/edgekd distill-qat --target onnx --teacher sface $$init --method l2 --steps $(STEPS) -b 32 \
 	    --data "$(DATA)" --exclude-pairs "$(DATA)" -o exclude_folds=$(FOLDS) $$cfp \
-	    -o optim.head_only_steps=$(HEAD_STEPS) -o optim.lr=1e-5 -o qat.calib_batches=16 \
+	    -o optim.head_only_steps=$(HEAD_STEPS) -o optim.lr=1.0e-5 -o qat.calib_batches=16 \
 	    --val-pairs "$(DATA)" --val-folds $(FOLDS) -o val_every=$(STEPS) -t $(THREADS) --out demo-out/qat; \
 	else \
 	  echo "== distill-qat (onnx target): SFace -> MobileFaceNet on synthetic faces"; \
