@@ -93,6 +93,11 @@ def _convert(value: Any, tp: Any, source: str, path: str) -> Any:
         return value
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp in (int, str) and isinstance(value, tp) and not isinstance(value, bool):
         return value
     raise ConfigError(f"expected {getattr(tp, '__name__', tp)} {_where(source, path)}, got {value!r}")

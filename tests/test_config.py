@@ -98,3 +98,12 @@ def test_shipped_distill_configs_load():
     assert faces.optim.head_only_steps == 100 and len(faces.data) == 2 and faces.exclude_names
     qat = load_config(DistillConfig, root / "qat_self_kd.yaml", ["qat.target=onnx"])
     assert qat.qat.target == "onnx" and qat.student_init == qat.teacher
+
+
+def test_exponent_without_a_dot_is_a_float():
+    """``-o optim.lr=1e-5``: YAML 1.1 reads it as a string; a float field takes it as the number."""
+    from edgekd.train.config import DistillConfig
+
+    assert load_config(DistillConfig, None, ["optim.lr=1e-5"]).optim.lr == 1e-5
+    with pytest.raises(ConfigError, match=r"optim\.lr"):
+        load_config(DistillConfig, None, ["optim.lr=fast"])
