@@ -187,7 +187,7 @@ class Distiller:
         self.teacher: TeacherCache | None = None
         self.taps: dict[str, str] | None = None
         if self._needs_teacher_features():
-            self.online = resolve_online_teacher(cfg)
+            self.online = resolve_online_teacher(cfg).to(self.device)
             self.teacher_spec = PreprocessSpec.preset(cfg.teacher_preprocess or VIT_PREPROCESS)
             self.taps = dict(cfg.student_taps or default_taps(self.arch))
             float_student = FeatureTap(float_student, self.taps)
@@ -270,8 +270,6 @@ class Distiller:
         model = model.to(memory_format=torch.channels_last)
         if self.target is not None:
             model = prepare(model, self.target, example_input(batch=2), fold_bn=self.fold_bn)
-        if self.online is not None:
-            self.online.to(self.device)
         return model.to(self.device)
 
     def _optimizer(self) -> torch.optim.Optimizer:
@@ -299,9 +297,7 @@ class Distiller:
     def _schedule(self, role: str) -> Any:
         """Per-group LR factor: heads warm up from step 0; the backbone from ``head_only_steps`` on."""
         o, steps = self.cfg.optim, self.cfg.steps
-        if role == "heads" or o.head_only_steps == 0:
-            return lambda s: lr_factor(s, steps, o.warmup_steps, o.min_lr_ratio)
-        h = o.head_only_steps
+        h = 0 if role == "heads" else o.head_only_steps
         return lambda s: 0.0 if s < h else lr_factor(s - h, steps - h, o.warmup_steps, o.min_lr_ratio)
 
     def _autocast(self) -> Any:
