@@ -85,6 +85,11 @@ def main(verbose: int) -> None:
     "the model's input shape.",
 )
 @click.option("--arch", help="Architecture of a raw .pt state_dict (detected from its keys if omitted).")
+@click.option(
+    "--device",
+    help="Where PyTorch models run: cpu, cuda, cuda:N or auto (a GPU when present). Artifacts (.onnx, "
+    ".xml, .tflite) always run on their runtime's CPU path.  [default: cpu]",
+)
 @click.option("--json", "json_path", help="Also write the results as JSON to this file.")
 @click.option(
     "-o",
@@ -113,18 +118,21 @@ def eval_cmd(
     """
     from edgekd.config import EvalConfig, load_config
     from edgekd.data import load_verification_set
+    from edgekd.device import resolve_device
     from edgekd.eval import evaluate
     from edgekd.eval.report import results_summary, write_json
     from edgekd.info import host_info
-    from edgekd.runtime import load_embedder
+    from edgekd.runtime import load_embedder, place_on_device
 
     cfg = load_config(EvalConfig, config, overrides, model=models, json=json_path, **options)
     if not cfg.model:
         raise click.UsageError("no model given: use --model PATH (or 'model:' in the config)")
+    resolve_device(cfg.device)  # a device that is not here fails before any model or pair is read
     vset = load_verification_set(cfg.pairs, cfg.folds)
     results = []
     for ref in cfg.model:
         embedder = load_embedder(ref, threads=cfg.threads, preprocess=cfg.preprocess, arch=cfg.arch)
+        embedder = place_on_device(embedder, cfg.device)
         results.append(evaluate(embedder, vset, flip=cfg.flip, batch_size=cfg.batch_size, progress=progress))
     click.echo(results_summary(results))
     if cfg.json:

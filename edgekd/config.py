@@ -34,6 +34,7 @@ class EvalConfig:
     batch_size: int = 64
     preprocess: Literal["raw255", "arcface", "imagenet"] | None = None
     arch: str | None = None
+    device: str = "cpu"  # PyTorch models only: cpu, cuda, cuda:N, auto
     json: str | None = None
 
     def __post_init__(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -57,3 +58,17 @@ class VerificationSet:
     @property
     def num_pairs(self) -> int:
         return len(self.issame)
+
+
+def dataset_fingerprint(dataset: FaceDataset) -> str:
+    """``dataset.fingerprint()`` if it has one, else sha256 of its length and every sample's ``source``.
+
+    The fallback reads (decodes) every sample once; large datasets should define ``fingerprint()``.
+    """
+    method = getattr(dataset, "fingerprint", None)
+    if callable(method):
+        return f"dataset:{method()}"
+    digest = hashlib.sha256(f"{len(dataset)}\n".encode())
+    for i in range(len(dataset)):
+        digest.update(dataset[i].source.encode("utf-8", "surrogateescape") + b"\n")
+    return f"sources:{digest.hexdigest()}"

@@ -15,7 +15,14 @@ from edgekd.errors import ModelError
 from edgekd.registry import Registry
 from edgekd.runtime.base import Embedder, l2_normalize
 
-__all__ = ["REGISTRY", "Embedder", "l2_normalize", "load_embedder", "resolve_model_path"]
+__all__ = [
+    "REGISTRY",
+    "Embedder",
+    "l2_normalize",
+    "load_embedder",
+    "place_on_device",
+    "resolve_model_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +81,23 @@ def load_embedder(
         known = ", ".join([*suffixes(), *REGISTRY])
         raise ModelError(f"cannot tell the format of {path}: known suffixes are {known}")
     return REGISTRY.resolve(suffix)(path, spec, threads, arch)
+
+
+def place_on_device(embedder: Embedder, device: str) -> Embedder:
+    """Move a PyTorch embedder to ``device`` (``cpu|cuda|cuda:N|auto``, :func:`edgekd.device.resolve_device`).
+
+    Artifacts (ONNX, OpenVINO IR, .tflite) are what ships to CPUs and run on their runtime's CPU path,
+    whatever the device: ``auto`` leaves them there, an explicit GPU is refused rather than ignored.
+    """
+    from edgekd.device import resolve_device
+    from edgekd.runtime.torch_backend import TorchEmbedder
+
+    target = resolve_device(device)
+    if isinstance(embedder, TorchEmbedder):
+        return embedder.to(target)
+    if target.type != "cpu" and device.strip().lower() != "auto":
+        raise ModelError(
+            f"--device {device}: {embedder.name} is not a PyTorch model; ONNX, OpenVINO and LiteRT "
+            "artifacts are evaluated on their runtime's CPU path (use --device cpu or auto)"
+        )
+    return embedder

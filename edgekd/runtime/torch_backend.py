@@ -35,6 +35,12 @@ class TorchEmbedder(Embedder):
         self.name = name
         self.embedding_size = int(getattr(module, "embedding_size", 0)) or self._probe_size()
 
+    def to(self, device: torch.device | str) -> TorchEmbedder:
+        """Run on ``device`` from now on (weights moved once; inputs per batch)."""
+        self.device = torch.device(device)
+        self.module = self.module.to(self.device)
+        return self
+
     def _probe_size(self) -> int:
         h, w = self.input_spec.size
         return int(self._forward(np.zeros((1, 3, h, w), np.float32)).shape[1])

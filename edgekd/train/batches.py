@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from edgekd.data import load_verification_set
+from edgekd.data.augment import turn_face, view_yaw
 from edgekd.data.concat import ConcatFaces, LabelledSubset
 from edgekd.data.identity_folder import IdentityFolderDataset
 from edgekd.data.lfw import identities_in_pairs
@@ -22,6 +23,8 @@ from edgekd.data.recordio import RecordIODataset
 from edgekd.data.sample import FaceDataset
 from edgekd.data.synthetic import SyntheticFaces
 from edgekd.errors import DataError
+
+VIEW_STREAM = 1  # third word of the pose-view draw's seed: (seed, step) alone draws indices and flips
 
 
 @dataclass(frozen=True)
@@ -130,10 +133,32 @@ def step_indices(seed: int, step: int, n: int, batch: int) -> tuple[np.ndarray, 
     return idx, rng.random(batch) < 0.5
 
 
-def decode_images(dataset: FaceDataset, idx: np.ndarray, flips: np.ndarray) -> np.ndarray:
-    """Decoded images, mirrored where ``flips`` (before any normalisation, so a student and an online
-    teacher with different normalisations see the same pixels from one decode)."""
+def step_views(seed: int, step: int, batch: int, views: int, prob: float) -> np.ndarray:
+    """Pose view of every sample of one step's global batch: ``-1`` (the image itself) or ``0..views-1``
+    (with probability ``prob``). A stream of its own, so the indices and flips stay those of
+    :func:`step_indices` whether or not pose views are on."""
+    if views == 0 or prob == 0:
+        return np.full(batch, -1, np.int64)
+    rng = np.random.default_rng([seed, step, VIEW_STREAM])
+    chosen, which = rng.random(batch) < prob, rng.integers(views, size=batch)
+    return np.where(chosen, which, -1).astype(np.int64)
+
+
+def decode_images(
+    dataset: FaceDataset,
+    idx: np.ndarray,
+    flips: np.ndarray,
+    views: np.ndarray | None = None,
+    max_yaw: float = 0.0,
+) -> np.ndarray:
+    """Decoded images, turned where ``views >= 0`` (:class:`edgekd.data.augment.PoseView`'s pixels, which
+    the teacher cache embedded) and mirrored where ``flips``; before any normalisation, so a student and
+    an online teacher with different normalisations see the same pixels from one decode."""
     images = np.stack([dataset[int(i)].image for i in idx])
+    if views is not None:
+        for row in np.flatnonzero(views >= 0):
+            yaw = view_yaw(int(idx[row]), int(views[row]), max_yaw)
+            images[row] = turn_face(images[row], yaw)
     images[flips] = images[flips, :, ::-1]
     return images
 

@@ -89,6 +89,13 @@ class DistillConfig:
     steps: int = 300
     batch_size: int = 64
     flip: bool = True
+    # Pose views (edgekd.data.augment): with probability pose_prob a sample is shown turned about the
+    # vertical axis, as one of pose_views fixed views per image (yaw up to pose_max_yaw degrees) whose
+    # teacher embeddings the cache holds too, so the student learns what the teacher makes of a turned
+    # face. 0 = off (frontal training sets never show a profile; CFP-FP pairs frontal with profile).
+    pose_views: int = 0
+    pose_prob: float = 0.5
+    pose_max_yaw: float = 45.0
     seed: int = 0
     device: str = "auto"  # cpu, cuda, cuda:N, auto (this rank's GPU when CUDA is available)
     bf16: bool = True  # bf16 autocast for float training on a GPU (QAT always runs in fp32)
@@ -110,6 +117,11 @@ class DistillConfig:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.workers < 0 or self.prefetch < 1:
             raise ConfigError(f"workers must be >= 0 and prefetch >= 1, got {self.workers}, {self.prefetch}")
+        if self.pose_views < 0 or not 0 <= self.pose_prob <= 1 or not 0 < self.pose_max_yaw < 90:
+            raise ConfigError(
+                "pose_views must be >= 0, pose_prob in [0, 1] and pose_max_yaw in (0, 90) degrees, got "
+                f"{self.pose_views}, {self.pose_prob}, {self.pose_max_yaw}"
+            )
         if self.apt_prompts < 1:
             raise ConfigError(f"apt_prompts must be >= 1, got {self.apt_prompts}")
         if not self.apt_anchor_weight >= 0:

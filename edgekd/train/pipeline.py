@@ -3,8 +3,9 @@
 Item ``s`` is step ``s``'s batch (this rank's slice of the global batch drawn from ``(seed, s)``), decoded
 and mirrored. Because an item is a pure function of the step, the loader's workers change *when* a batch
 is decoded, never *which* images it holds: 0 or N workers, a fresh run or ``--resume``, the batches are
-identical. Decoding (JPEG → uint8, flip) runs in the workers; normalisation and the teacher-cache lookup
-stay in the training process (they are cheap and need the student's and the teacher's specs).
+identical. Decoding (JPEG → uint8, pose views, flip) runs in the workers; normalisation and the
+teacher-cache lookup stay in the training process (they are cheap and need the student's and the
+teacher's specs).
 """
 
 from __future__ import annotations
@@ -18,34 +19,49 @@ from torch.utils.data import DataLoader, Dataset
 
 from edgekd.data.sample import FaceDataset
 from edgekd.distributed import DistInfo, rank_slice
-from edgekd.train.batches import decode_images, step_indices
+from edgekd.train.batches import decode_images, step_indices, step_views
 
 
 @dataclass(frozen=True)
 class Decoded:
-    """One step's slice: dataset indices, flip flags and the decoded (mirrored) uint8 RGB images."""
+    """One step's slice: dataset indices, flip flags, pose views (-1: none) and the decoded uint8 RGB
+    images (turned, mirrored)."""
 
     step: int
     indices: np.ndarray
     flips: np.ndarray
     images: np.ndarray
+    views: np.ndarray
 
 
 class StepBatches(Dataset):
     """``self[step]`` → :class:`Decoded` for that step (any step: training, calibration streams)."""
 
-    def __init__(self, dataset: FaceDataset, seed: int, batch_size: int, flip: bool, dist: DistInfo):
+    def __init__(
+        self,
+        dataset: FaceDataset,
+        seed: int,
+        batch_size: int,
+        flip: bool,
+        dist: DistInfo,
+        pose: tuple[int, float, float] = (0, 0.0, 0.0),
+    ):
+        """``pose``: (views, probability, max yaw in degrees) of :func:`step_views`; no views by default."""
         self.dataset, self.seed, self.batch_size, self.flip, self.dist = dataset, seed, batch_size, flip, dist
+        self.pose_views, self.pose_prob, self.max_yaw = pose
 
     def __len__(self) -> int:  # steps are drawn by the sampler; any non-negative int is valid
         return 1 << 62
 
     def __getitem__(self, step: int) -> Decoded:
         idx, flips = step_indices(self.seed, step, len(self.dataset), self.batch_size)
+        views = step_views(self.seed, step, self.batch_size, self.pose_views, self.pose_prob)
+        flips[views >= 0] = False  # a view's yaw takes either direction; its mirror is not cached
         if not self.flip:
             flips[:] = False
-        idx, flips = rank_slice(idx, self.dist), rank_slice(flips, self.dist)
-        return Decoded(step, idx, flips, decode_images(self.dataset, idx, flips))
+        idx, flips, views = (rank_slice(a, self.dist) for a in (idx, flips, views))
+        images = decode_images(self.dataset, idx, flips, views, self.max_yaw)
+        return Decoded(step, idx, flips, images, views)
 
 
 def _single(item: Decoded) -> Decoded:

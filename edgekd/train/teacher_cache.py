@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from edgekd.data.sample import FaceDataset, FaceSample
+from edgekd.data.sample import FaceDataset, FaceSample, dataset_fingerprint
 from edgekd.errors import DataError
 from edgekd.eval.runner import embed_dataset
 from edgekd.runtime.base import Embedder, l2_normalize
@@ -48,20 +48,6 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 1  # bump when the layout or the key recipe changes: old entries are then never matched
 EMBEDDINGS, FLIP_EMBEDDINGS, META = "embeddings.npy", "flip_embeddings.npy", "meta.json"
 CHUNK = 8192  # images per embed_dataset call, so RAM stays bounded however large the dataset
-
-
-def dataset_fingerprint(dataset: FaceDataset) -> str:
-    """``dataset.fingerprint()`` if it has one, else sha256 of its length and every sample's ``source``.
-
-    The fallback reads (decodes) every sample once; large datasets should define ``fingerprint()``.
-    """
-    method = getattr(dataset, "fingerprint", None)
-    if callable(method):
-        return f"dataset:{method()}"
-    digest = hashlib.sha256(f"{len(dataset)}\n".encode())
-    for i in range(len(dataset)):
-        digest.update(dataset[i].source.encode("utf-8", "surrogateescape") + b"\n")
-    return f"sources:{digest.hexdigest()}"
 
 
 def teacher_fingerprint(embedder: Embedder, teacher_file: str | os.PathLike[str] | None = None) -> str:

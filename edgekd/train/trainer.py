@@ -1,11 +1,11 @@
 """``edgekd distill`` / ``distill-qat``: KD losses + (optionally) PT2E QAT, checkpointed and resumable.
 
 One step: draw the step's global batch (a pure function of seed and step), take this rank's slice, read
-the teacher's embeddings from the cache (the mirrored image's when flipped), run the student (eager, or
-the prepared QAT graph whose fake quantization mirrors the target's integer arithmetic), sum the
-configured loss terms, clip, step. Every ``val_every`` steps the (fake-quant) student is evaluated on the
-validation pairs; ``last.pt`` and ``best.pt`` are written atomically. A non-finite loss stops the run
-with the step and the terms, and leaves the last good checkpoint in place.
+the teacher's embeddings from the cache (the mirrored image's when flipped, the view's when turned),
+run the student (eager, or the prepared QAT graph whose fake quantization mirrors the target's integer
+arithmetic), sum the configured loss terms, clip, step. Every ``val_every`` steps the (fake-quant)
+student is evaluated on the validation pairs; ``last.pt`` and ``best.pt`` are written atomically. A
+non-finite loss stops the run with the step and the terms, and leaves the last good checkpoint in place.
 
 Online teacher (a loss term with ``needs_teacher_features``, e.g. ``cakd``): a cache holds embeddings
 only, so the teacher (a frozen ViT with learnable APT prompts, :class:`~edgekd.models.apt.PromptedTeacher`)
@@ -32,7 +32,10 @@ from tqdm.auto import tqdm
 
 from edgekd.config import to_dict
 from edgekd.data import load_verification_set
+from edgekd.data.augment import PoseView
 from edgekd.data.preprocess import PreprocessSpec
+from edgekd.data.sample import FaceDataset
+from edgekd.device import resolve_device
 from edgekd.distributed import DistInfo, barrier, init_from_env, shutdown
 from edgekd.errors import ConfigError, EdgeKDError, ModelError
 from edgekd.eval.runner import evaluate
@@ -51,7 +54,6 @@ from edgekd.runtime.torch_backend import TorchEmbedder
 from edgekd.train.batches import TrainSet, build_train_set
 from edgekd.train.checkpoint import read_checkpoint, save_checkpoint
 from edgekd.train.config import DistillConfig
-from edgekd.train.device import resolve_device
 from edgekd.train.logs import RunLog
 from edgekd.train.pipeline import Decoded, StepBatches, decoded_steps
 from edgekd.train.teacher_cache import TeacherCache
@@ -185,6 +187,7 @@ class Distiller:
         self.specs = cfg.loss_specs()
         self.online: PromptedTeacher | None = None  # the prompted teacher, when a loss reads its features
         self.teacher: TeacherCache | None = None
+        self.pose_caches: list[TeacherCache] = []  # the teacher's embeddings of every pose view
         self.taps: dict[str, str] | None = None
         if self._needs_teacher_features():
             self.online = resolve_online_teacher(cfg).to(self.device)
@@ -196,6 +199,10 @@ class Distiller:
             )
         elif self._needs_teacher():
             self.teacher = self._teacher_cache()
+            self.pose_caches = [
+                self._teacher_cache(PoseView(self.data.dataset, v, cfg.pose_max_yaw))
+                for v in range(cfg.pose_views)
+            ]
         self.objective = self._objective(float_student.embedding_size)
         self.student = self._student(float_student)
         self.optimizer = self._optimizer()
@@ -209,7 +216,8 @@ class Distiller:
             self.optimizer, [self._schedule(g["role"]) for g in self.optimizer.param_groups]
         )
         self.ddp = self._wrap_ddp()
-        self.batches = StepBatches(self.data.dataset, cfg.seed, cfg.batch_size, cfg.flip, self.dist)
+        pose = (cfg.pose_views, cfg.pose_prob, cfg.pose_max_yaw)
+        self.batches = StepBatches(self.data.dataset, cfg.seed, cfg.batch_size, cfg.flip, self.dist, pose)
         self.step = 0
         self.best: float | None = None
         self.metrics: dict[str, Any] = {}
@@ -229,9 +237,12 @@ class Distiller:
     def _needs_teacher(self) -> bool:
         return any(getattr(t, "needs_teacher", True) for t in self._terms())
 
-    def _teacher_cache(self) -> TeacherCache:
-        """Rank 0 builds (or finds) the cache; the others wait, then open the same entry."""
+    def _teacher_cache(self, dataset: FaceDataset | None = None) -> TeacherCache:
+        """Rank 0 builds (or finds) the cache of ``dataset`` (default: the training set; a pose view of
+        it); the others wait, then open the same entry."""
         cfg = self.cfg
+        dataset = self.data.dataset if dataset is None else dataset
+        flip = cfg.flip and not isinstance(dataset, PoseView)  # a view's mirror is never drawn
         teacher = load_embedder(cfg.teacher, threads=cfg.threads, preprocess=cfg.teacher_preprocess)
         path = None
         try:
@@ -240,12 +251,12 @@ class Distiller:
             path = resolve_model_path(cfg.teacher)
         except EdgeKDError:
             path = None
-        build = dict(flip=cfg.flip, progress=self.progress and self.dist.is_main, teacher_file=path)
+        build = dict(flip=flip, progress=self.progress and self.dist.is_main, teacher_file=path)
         if self.dist.is_main:
-            cache = TeacherCache.open_or_build(teacher, self.data.dataset, cfg.cache_dir, **build)
+            cache = TeacherCache.open_or_build(teacher, dataset, cfg.cache_dir, **build)
         barrier(self.dist)
         if not self.dist.is_main:
-            cache = TeacherCache.open_or_build(teacher, self.data.dataset, cfg.cache_dir, **build)
+            cache = TeacherCache.open_or_build(teacher, dataset, cfg.cache_dir, **build)
         return cache
 
     def _objective(self, student_dim: int) -> WeightedSum:
@@ -399,8 +410,8 @@ class Distiller:
         return self._assemble(self.batches[step])
 
     def _assemble(self, d: Decoded) -> Batch:
-        """A decoded step → model inputs, cached teacher embeddings (the mirror's where flipped), labels,
-        on the training device."""
+        """A decoded step → model inputs, cached teacher embeddings (the mirror's where flipped, the
+        view's where turned), labels, on the training device."""
         dev = self.device
         x = _model_input(self.spec, d.images).to(dev, non_blocking=True)
         t = x_teacher = None
@@ -408,6 +419,9 @@ class Distiller:
             t = self.teacher[d.indices]
             if d.flips.any():
                 t[torch.from_numpy(d.flips)] = self.teacher.flipped(d.indices[d.flips])
+            for view in np.unique(d.views[d.views >= 0]):
+                rows = d.views == view
+                t[torch.from_numpy(rows)] = self.pose_caches[int(view)][d.indices[rows]]
             t = t.to(dev, non_blocking=True)
         if self.online is not None:  # the same decoded (and mirrored) images, in the ViT's normalisation
             x_teacher = _model_input(self.teacher_spec, d.images).to(dev, non_blocking=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from edgekd.device import resolve_device
 from edgekd.errors import ConfigError
 from edgekd.train.checkpoint import load_student
-from edgekd.train.device import resolve_device
 from edgekd.train.trainer import Distiller
 from tests.train.test_trainer import config, teacher  # noqa: F401 (fixture)
 
@@ -52,3 +52,48 @@ def test_training_on_a_gpu_and_the_checkpoint_loads_on_the_cpu(tmp_path, teacher
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in result.history)
     loaded = load_student(result.last_checkpoint)  # saved from the GPU, read on the CPU
     assert {p.device.type for p in loaded.model.parameters()} == {"cpu"}
+
+
+def test_eval_device_places_pytorch_models_and_refuses_a_gpu_for_artifacts(tmp_path, monkeypatch):
+    """eval --device: a PyTorch embedder moves there; an ONNX artifact stays on its CPU runtime under
+    auto and is refused (not silently ignored) under an explicit GPU."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from edgekd.cli import main
+    from edgekd.errors import ModelError
+    from edgekd.models import create_model, default_preprocess
+    from edgekd.runtime import load_embedder, place_on_device
+    from edgekd.runtime.torch_backend import TorchEmbedder
+    from tests.helpers import tiny_onnx
+
+    model = create_model("mobilefacenet", width=0.25, blocks=[1, 1, 1, 1], embedding_size=32)
+    emb = TorchEmbedder(model, default_preprocess("mobilefacenet"), name="tiny")
+    assert place_on_device(emb, "cpu") is emb and emb.device == torch.device("cpu")
+    onnx = load_embedder(tiny_onnx(tmp_path / "t.onnx", np.eye(3, 16)), preprocess="raw255")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert place_on_device(onnx, "auto") is onnx
+    with pytest.raises(ModelError, match="not a PyTorch model"):
+        place_on_device(onnx, "cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = CliRunner().invoke(
+        main, ["eval", "-m", str(tmp_path / "t.onnx"), "--preprocess", "raw255", "--device", "cuda"]
+    )
+    assert result.exit_code != 0 and "no CUDA device" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_eval_on_a_gpu_matches_the_cpu():
+    import numpy as np
+
+    from edgekd.models import create_model, default_preprocess
+    from edgekd.runtime.torch_backend import TorchEmbedder
+
+    model = create_model("mobilefacenet", width=0.25, blocks=[1, 1, 1, 1], embedding_size=32)
+    faces = np.random.default_rng(0).integers(0, 256, (4, 112, 112, 3), dtype=np.uint8)
+    cpu = TorchEmbedder(model, default_preprocess("mobilefacenet"), name="t").embed(faces)
+    gpu = TorchEmbedder(model, default_preprocess("mobilefacenet"), name="t").to("cuda").embed(faces)
+    np.testing.assert_allclose(gpu, cpu, atol=2e-3)

@@ -265,3 +265,40 @@ def test_lr_schedule_warms_up_then_decays_by_cosine():
     assert lr_factor(10, 100, 10) == pytest.approx(1.0)
     assert lr_factor(55, 100, 10) == pytest.approx(0.5)
     assert lr_factor(100, 100, 10, min_ratio=0.1) == pytest.approx(0.1)
+
+
+def test_pose_views_give_the_teacher_embedding_of_the_turned_image(tmp_path, teacher):
+    """A turned sample's teacher target is the teacher's embedding of exactly those pixels (the view's
+    cache), the draw is a pure function of the step (0 or 2 workers), and views leave the indices and
+    flips of samples shown as they are untouched."""
+    from edgekd.runtime import load_embedder
+    from edgekd.runtime.base import l2_normalize
+    from edgekd.train.pipeline import decoded_steps
+
+    plain = Distiller(config(tmp_path / "a", teacher), False)
+    posed = Distiller(config(tmp_path / "b", teacher, pose_views=2, pose_prob=0.5), False)
+    assert len(posed.pose_caches) == 2 and not plain.pose_caches
+    steps = list(decoded_steps(posed.batches, 0, 4))
+    views = np.concatenate([d.views for d in steps])
+    assert (views == -1).any() and (views == 0).any() and (views == 1).any()
+    for d, p in zip(steps, decoded_steps(plain.batches, 0, 4), strict=True):
+        np.testing.assert_array_equal(d.indices, p.indices)
+        shown = d.views < 0
+        np.testing.assert_array_equal(d.flips[shown], p.flips[shown])
+        np.testing.assert_array_equal(d.images[shown], p.images[shown])
+        assert not d.flips[~shown].any() and not np.array_equal(d.images[~shown], p.images[~shown])
+    for a, b in zip(steps, decoded_steps(posed.batches, 0, 4, workers=2), strict=True):
+        np.testing.assert_array_equal(a.images, b.images)
+        np.testing.assert_array_equal(a.views, b.views)
+    d = steps[0]
+    target = posed._assemble(d).teacher
+    tm = load_embedder(str(teacher), threads=1, preprocess="raw255")
+    direct = l2_normalize(tm.embed(d.images))  # the teacher run on the very images the student sees
+    np.testing.assert_allclose(target.numpy(), direct, atol=1e-5)
+    posed.run()  # trains end to end with views
+
+
+def test_bad_pose_settings_are_config_errors(tmp_path, teacher):
+    for bad in ({"pose_views": -1}, {"pose_prob": 1.5}, {"pose_max_yaw": 90.0}):
+        with pytest.raises(ConfigError, match="pose_views must be >= 0"):
+            config(tmp_path, teacher, **bad)

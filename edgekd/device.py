@@ -1,4 +1,5 @@
-"""Where training runs: ``--device cpu|cuda|cuda:N|auto``, resolved once, with a clear error when absent.
+"""Where a PyTorch model runs (``distill``, ``distill-qat``, ``eval``): ``--device cpu|cuda|cuda:N|auto``,
+resolved once, with a clear error when absent.
 
 Under torchrun each rank takes ``cuda:LOCAL_RANK`` for ``cuda``/``auto``, and the process group uses
 NCCL on GPUs and gloo on CPUs (:func:`edgekd.distributed.init_from_env`).
