@@ -47,6 +47,24 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def broadcast_object(obj, info: DistInfo):
+    """Rank 0's ``obj`` on every rank (a picklable value, e.g. a folder name); identity on one process."""
+    if not info.enabled:
+        return obj
+    box = [obj if info.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_ranks(flag: bool, info: DistInfo) -> bool:
+    """True when ``flag`` is true on every rank (a collective: every rank must call it)."""
+    if not info.enabled:
+        return flag
+    flags: list[bool | None] = [None] * info.world
+    dist.all_gather_object(flags, flag)
+    return all(flags)
+
+
 def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()

@@ -238,8 +238,8 @@ class Distiller:
         return any(getattr(t, "needs_teacher", True) for t in self._terms())
 
     def _teacher_cache(self, dataset: FaceDataset | None = None) -> TeacherCache:
-        """Rank 0 builds (or finds) the cache of ``dataset`` (default: the training set; a pose view of
-        it); the others wait, then open the same entry."""
+        """The cache of ``dataset`` (default: the training set; or a pose view of it), found or filled by
+        all ranks together."""
         cfg = self.cfg
         dataset = self.data.dataset if dataset is None else dataset
         flip = cfg.flip and not isinstance(dataset, PoseView)  # a view's mirror is never drawn
@@ -251,13 +251,16 @@ class Distiller:
             path = resolve_model_path(cfg.teacher)
         except EdgeKDError:
             path = None
-        build = dict(flip=flip, progress=self.progress and self.dist.is_main, teacher_file=path)
-        if self.dist.is_main:
-            cache = TeacherCache.open_or_build(teacher, dataset, cfg.cache_dir, **build)
-        barrier(self.dist)
-        if not self.dist.is_main:
-            cache = TeacherCache.open_or_build(teacher, dataset, cfg.cache_dir, **build)
-        return cache
+        return TeacherCache.open_or_build(
+            teacher,
+            dataset,
+            cfg.cache_dir,
+            flip=flip,
+            progress=self.progress,
+            teacher_file=path,
+            dtype=cfg.cache_dtype,
+            dist=self.dist,
+        )
 
     def _objective(self, student_dim: int) -> WeightedSum:
         teacher_dim = self.teacher.dim if self.teacher is not None else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,6 @@ from edgekd.data.preprocess import PreprocessSpec
 from edgekd.data.sample import FaceSample
 from edgekd.errors import DataError
 from edgekd.runtime.base import Embedder, l2_normalize
-from edgekd.train import teacher_cache
 from edgekd.train.teacher_cache import TeacherCache
 
 DIM = 6
@@ -141,9 +141,67 @@ def test_failed_build_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_chunked_build_matches(tmp_path, monkeypatch):
+def test_chunked_build_matches(tmp_path):
     whole = _build(tmp_path / "whole")
-    monkeypatch.setattr(teacher_cache, "CHUNK", 3)
-    chunked = _build(tmp_path / "chunked")
+    chunked = _build(tmp_path / "chunked", chunk=3)
     np.testing.assert_array_equal(chunked.embeddings, whole.embeddings)
     np.testing.assert_array_equal(chunked.flip_embeddings, whole.flip_embeddings)
+
+
+def test_float16_storage_halves_the_bytes_and_keeps_unit_rows(tmp_path):
+    full = _build(tmp_path)
+    half = _build(tmp_path, dtype="float16")
+    assert half.path != full.path  # its own key; float32 entries keep theirs
+    assert half.embeddings.dtype == np.float16 and half.embeddings.nbytes * 2 == full.embeddings.nbytes
+    assert json.loads((half.path / "meta.json").read_text())["dtype"] == "float16"
+    got = half[[0, 3, 6]]
+    assert got.dtype == torch.float32  # losses always see float32
+    torch.testing.assert_close(got, full[[0, 3, 6]], rtol=0, atol=1e-3)
+    torch.testing.assert_close(half.flipped([2]), full.flipped([2]), rtol=0, atol=1e-3)
+    again = CountingEmbedder()
+    assert _build(tmp_path, again, dtype="float16").path == half.path and again.calls == 0
+    with pytest.raises(DataError, match="dtype must be one of float32, float16"):
+        _build(tmp_path, dtype="int8")
+
+
+def _fill_as_rank(rank: int, root: str, port: int, out: str) -> None:
+    """One of two gloo ranks filling one cache entry (spawned by the test below)."""
+    import torch.distributed as dist
+
+    from edgekd.distributed import DistInfo
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        embedder = CountingEmbedder()
+        cache = TeacherCache.open_or_build(
+            embedder, Faces(n=10), root, batch_size=3, progress=False, dist=DistInfo(rank, 2), chunk=2
+        )
+        record = {"calls": embedder.calls, "path": str(cache.path)}
+        (Path(out) / f"rank{rank}.json").write_text(json.dumps(record))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_fill_one_entry_each_embedding_its_share(tmp_path):
+    """Under DDP every rank embeds every other chunk into the shared files: the entry equals a single
+    process's bit for bit, and rank 1 ran the teacher on 2 of the 5 chunks only."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_fill_as_rank, args=(str(tmp_path / "two"), port, str(tmp_path)), nprocs=2, join=True)
+    single_teacher = CountingEmbedder()
+    single = _build(tmp_path / "one", single_teacher, Faces(n=10), chunk=2)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    shared = TeacherCache.open(ranks[0]["path"], count=10)
+    assert ranks[1]["path"] == ranks[0]["path"]
+    np.testing.assert_array_equal(shared.embeddings, single.embeddings)
+    np.testing.assert_array_equal(shared.flip_embeddings, single.flip_embeddings)
+    per_chunk = (single_teacher.calls - 1) / 5  # one probe call finds the dimension
+    assert ranks[1]["calls"] == 2 * per_chunk and ranks[0]["calls"] == 1 + 3 * per_chunk
+    assert json.loads((Path(ranks[0]["path"]) / "meta.json").read_text())["ranks"] == 2
+    assert [p.name for p in (tmp_path / "two").iterdir()] == [shared.path.name]  # no temporary left
