@@ -57,7 +57,8 @@ def relax_output_batch(model: onnx.ModelProto) -> None:
 
 
 class OrtEmbedder(Embedder):
-    """An ONNX face model on ONNX Runtime's CPU provider with a fixed intra-op thread count."""
+    """An ONNX face model on ONNX Runtime's CPU provider with a fixed intra-op thread count
+    (:meth:`to_cuda` moves a float teacher to a GPU where onnxruntime-gpu is installed)."""
 
     def __init__(self, path: str | Path, input_spec: PreprocessSpec, threads: int | None = None):
         import onnxruntime as ort
@@ -73,10 +74,9 @@ class OrtEmbedder(Embedder):
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3  # errors only: shape-inference chatter is not the user's problem
+        self._model, self._opts = model.SerializeToString(), opts  # kept to re-open on a GPU
         try:
-            self.session = ort.InferenceSession(
-                model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
-            )
+            self.session = ort.InferenceSession(self._model, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise ModelError(f"onnxruntime cannot load {path}: {exc}") from exc
         inputs = self.session.get_inputs()
@@ -90,6 +90,18 @@ class OrtEmbedder(Embedder):
         self.input_spec = input_spec
         out_shape = self.session.get_outputs()[0].shape
         self.embedding_size = out_shape[-1] if isinstance(out_shape[-1], int) else 0
+
+    def to_cuda(self, index: int = 0) -> bool:
+        """Re-open on ONNX Runtime's CUDA provider (GPU ``index``) when this onnxruntime build has it
+        (onnxruntime-gpu); False, and still on the CPU, otherwise. For float models such as a teacher:
+        an int8 artifact's numbers are those of the CPU it ships to, not a GPU's."""
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            return False
+        providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        self.session = ort.InferenceSession(self._model, self._opts, providers=providers)
+        return "CUDAExecutionProvider" in self.session.get_providers()
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         (out,) = self.session.run(None, {self.input_name: batch})[:1]

@@ -50,6 +50,8 @@ from edgekd.models.vit import PREPROCESS_PRESET as VIT_PREPROCESS
 from edgekd.quant import example_input, freeze, load_target, prepare, set_mode
 from edgekd.quant.spec import TargetSpec
 from edgekd.runtime import load_embedder
+from edgekd.runtime.base import Embedder
+from edgekd.runtime.ort_backend import OrtEmbedder
 from edgekd.runtime.torch_backend import TorchEmbedder
 from edgekd.train.batches import TrainSet, build_train_set
 from edgekd.train.checkpoint import read_checkpoint, save_checkpoint
@@ -237,13 +239,27 @@ class Distiller:
     def _needs_teacher(self) -> bool:
         return any(getattr(t, "needs_teacher", True) for t in self._terms())
 
+    def _teacher_embedder(self) -> Embedder:
+        """The teacher that fills the cache, on the training GPU when there is one: a PyTorch teacher
+        moves there, an ONNX teacher uses ONNX Runtime's CUDA provider when installed, else the CPU."""
+        cfg = self.cfg
+        teacher = load_embedder(cfg.teacher, threads=cfg.threads, preprocess=cfg.teacher_preprocess)
+        if self.device.type != "cuda":
+            return teacher
+        if isinstance(teacher, TorchEmbedder):
+            return teacher.to(self.device)
+        if isinstance(teacher, OrtEmbedder) and teacher.to_cuda(self.device.index or 0):
+            return teacher
+        log.info("%s runs on the CPU (no GPU provider for it here, e.g. onnxruntime-gpu)", teacher.name)
+        return teacher
+
     def _teacher_cache(self, dataset: FaceDataset | None = None) -> TeacherCache:
         """The cache of ``dataset`` (default: the training set; or a pose view of it), found or filled by
         all ranks together."""
         cfg = self.cfg
         dataset = self.data.dataset if dataset is None else dataset
         flip = cfg.flip and not isinstance(dataset, PoseView)  # a view's mirror is never drawn
-        teacher = load_embedder(cfg.teacher, threads=cfg.threads, preprocess=cfg.teacher_preprocess)
+        teacher = self._teacher_embedder()
         path = None
         try:
             from edgekd.runtime import resolve_model_path

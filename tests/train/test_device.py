@@ -97,3 +97,36 @@ def test_eval_on_a_gpu_matches_the_cpu():
     cpu = TorchEmbedder(model, default_preprocess("mobilefacenet"), name="t").embed(faces)
     gpu = TorchEmbedder(model, default_preprocess("mobilefacenet"), name="t").to("cuda").embed(faces)
     np.testing.assert_allclose(gpu, cpu, atol=2e-3)
+
+
+def test_an_onnx_teacher_stays_on_the_cpu_without_a_gpu_provider(tmp_path, monkeypatch):
+    import numpy as np
+    import onnxruntime as ort
+
+    from edgekd.runtime import load_embedder
+    from tests.helpers import tiny_onnx
+
+    emb = load_embedder(tiny_onnx(tmp_path / "t.onnx", np.eye(3, 16)), preprocess="raw255")
+    faces = np.random.default_rng(0).integers(0, 256, (2, 112, 112, 3), dtype=np.uint8)
+    before = emb.embed(faces)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert emb.to_cuda(0) is False
+    np.testing.assert_array_equal(emb.embed(faces), before)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_an_onnx_teacher_runs_on_onnxruntime_cuda_where_installed(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    from edgekd.runtime import load_embedder
+    from tests.helpers import tiny_onnx
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime here has no CUDAExecutionProvider (install onnxruntime-gpu)")
+    emb = load_embedder(tiny_onnx(tmp_path / "t.onnx", np.eye(3, 16)), preprocess="raw255")
+    faces = np.random.default_rng(0).integers(0, 256, (2, 112, 112, 3), dtype=np.uint8)
+    cpu = emb.embed(faces)
+    assert emb.to_cuda(0) is True
+    np.testing.assert_allclose(emb.embed(faces), cpu, atol=1e-4)
