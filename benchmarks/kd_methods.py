@@ -92,13 +92,13 @@ def main() -> None:
         "| train wall s |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    base = per_method.get("none", {}).get("scores")
+    no_kd = per_method.get("none", {}).get("scores")
     for name, (s, wall) in rows.items():
         cells = []
         for key in ("lfw", "cfp_fp"):
             cells += [
                 f"{s[key]['accuracy']:.2f} ± {s[key]['std']:.2f}",
-                paired(s[key], base and base[key]),
+                paired(s[key], no_kd and no_kd[key]),
                 paired(s[key], pretrained[key]),
             ]
         lines.append(f"| {name} | {' | '.join(cells)} | {wall:.0f} |")
