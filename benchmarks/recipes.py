@@ -189,7 +189,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--variants", default="teacher,pretrained," + ",".join(VARIANTS))
+    parser.add_argument(
+        "--variants",
+        default="teacher,pretrained," + ",".join(VARIANTS),
+        help="comma-separated; '' rewrites the table from the runs stored in --out/<name>.json",
+    )
     parser.add_argument("--steps", type=int, default=600, help="the budget of the LFW+CelebA runs")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/recipes"))
@@ -204,7 +208,7 @@ def main() -> None:
     sets, base = quality_sets(), base_config(shared, args.steps, args.threads)
     partial = Path(args.out) / f"{args.name}.json"
     rows: dict[str, dict] = json.loads(partial.read_text()) if partial.is_file() else {}
-    for name in args.variants.split(","):
+    for name in filter(None, args.variants.split(",")):  # --variants '': the table of the stored runs
         if name == "pretrained":
             rows[name] = {"what": "pretrained student, no training", "data": "-", "steps": 0, "seconds": 0}
             rows[name]["scores"] = student_scores(None, sets)
