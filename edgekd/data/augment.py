@@ -57,6 +57,12 @@ def turn_face(image: np.ndarray, yaw: float) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def view_image(image: np.ndarray, index: int, view: int, max_yaw: float) -> np.ndarray:
+    """The pixels of view ``view`` of sample ``index``: what the student trains on and what the teacher
+    cache embedded (one function, so the two cannot drift apart)."""
+    return turn_face(image, view_yaw(index, view, max_yaw))
+
+
 def pose_recipe(max_yaw: float) -> str:
     """What decides a view's pixels besides the sample: part of every cache key of pose views."""
     return f"pose-v{POSE_VERSION}:max_yaw={float(max_yaw)!r}"
@@ -75,7 +81,7 @@ class PoseView:
 
     def __getitem__(self, index: int) -> FaceSample:
         sample = self.dataset[index]
-        image = turn_face(sample.image, view_yaw(index, self.view, self.max_yaw))
+        image = view_image(sample.image, index, self.view, self.max_yaw)
         return FaceSample(image, sample.label, f"{sample.source}#view{self.view}")
 
     def fingerprint(self) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from edgekd.data import load_verification_set
-from edgekd.data.augment import turn_face, view_yaw
+from edgekd.data.augment import view_image
 from edgekd.data.concat import ConcatFaces, LabelledSubset
 from edgekd.data.identity_folder import IdentityFolderDataset
 from edgekd.data.lfw import identities_in_pairs
@@ -157,8 +157,7 @@ def decode_images(
     images = np.stack([dataset[int(i)].image for i in idx])
     if views is not None:
         for row in np.flatnonzero(views >= 0):
-            yaw = view_yaw(int(idx[row]), int(views[row]), max_yaw)
-            images[row] = turn_face(images[row], yaw)
+            images[row] = view_image(images[row], int(idx[row]), int(views[row]), max_yaw)
     images[flips] = images[flips, :, ::-1]
     return images
 

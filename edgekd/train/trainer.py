@@ -34,7 +34,6 @@ from edgekd.config import to_dict
 from edgekd.data import load_verification_set
 from edgekd.data.augment import PoseView
 from edgekd.data.preprocess import PreprocessSpec
-from edgekd.data.sample import FaceDataset
 from edgekd.device import resolve_device
 from edgekd.distributed import DistInfo, barrier, init_from_env, shutdown
 from edgekd.errors import ConfigError, EdgeKDError, ModelError
@@ -200,11 +199,7 @@ class Distiller:
                 self.specs, self.online.teacher.embed_dim, _probe(float_student)
             )
         elif self._needs_teacher():
-            self.teacher = self._teacher_cache()
-            self.pose_caches = [
-                self._teacher_cache(PoseView(self.data.dataset, v, cfg.pose_max_yaw))
-                for v in range(cfg.pose_views)
-            ]
+            self.teacher, *self.pose_caches = self._teacher_caches()
         self.objective = self._objective(float_student.embedding_size)
         self.student = self._student(float_student)
         self.optimizer = self._optimizer()
@@ -253,30 +248,31 @@ class Distiller:
         log.info("%s runs on the CPU (no GPU provider for it here, e.g. onnxruntime-gpu)", teacher.name)
         return teacher
 
-    def _teacher_cache(self, dataset: FaceDataset | None = None) -> TeacherCache:
-        """The cache of ``dataset`` (default: the training set; or a pose view of it), found or filled by
-        all ranks together."""
+    def _teacher_caches(self) -> list[TeacherCache]:
+        """The caches of the training set and of each of its pose views, found or filled by all ranks
+        together; the teacher is loaded (and its file hashed for the key) once for all of them."""
         cfg = self.cfg
-        dataset = self.data.dataset if dataset is None else dataset
-        flip = cfg.flip and not isinstance(dataset, PoseView)  # a view's mirror is never drawn
         teacher = self._teacher_embedder()
-        path = None
         try:
             from edgekd.runtime import resolve_model_path
 
             path = resolve_model_path(cfg.teacher)
         except EdgeKDError:
             path = None
-        return TeacherCache.open_or_build(
-            teacher,
-            dataset,
-            cfg.cache_dir,
-            flip=flip,
-            progress=self.progress,
-            teacher_file=path,
-            dtype=cfg.cache_dtype,
-            dist=self.dist,
-        )
+        views = [PoseView(self.data.dataset, v, cfg.pose_max_yaw) for v in range(cfg.pose_views)]
+        return [
+            TeacherCache.open_or_build(
+                teacher,
+                dataset,
+                cfg.cache_dir,
+                flip=cfg.flip and not isinstance(dataset, PoseView),  # a view's mirror is never drawn
+                progress=self.progress,
+                teacher_file=path,
+                dtype=cfg.cache_dtype,
+                dist=self.dist,
+            )
+            for dataset in [self.data.dataset, *views]
+        ]
 
     def _objective(self, student_dim: int) -> WeightedSum:
         teacher_dim = self.teacher.dim if self.teacher is not None else None
