@@ -10,11 +10,16 @@ from PIL import Image, UnidentifiedImageError
 
 from edgekd.errors import DataError
 
+# Face sets ship JPEG or PNG (BMP costs nothing). Naming them keeps Pillow from importing every plugin
+# (its AVIF, WebP, TIFF, ... codecs) to probe bytes that are not an image: less untrusted-input surface,
+# and Pillow 13's _avif module, once imported here, was seen in a later gc crash of the test process.
+FORMATS = ("JPEG", "PNG", "BMP")
+
 
 def decode_image(data: bytes, source: str) -> np.ndarray:
-    """Decode JPEG/PNG bytes to ``(H, W, 3)`` uint8 RGB; a corrupt image raises :class:`DataError`."""
+    """Decode JPEG/PNG/BMP bytes to ``(H, W, 3)`` uint8 RGB; anything else raises :class:`DataError`."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as img:
             img.load()
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
