@@ -37,8 +37,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import paired, quality_sets, score, write_result
-from kd_methods import load_train_set
+from common import load_train_set, paired, quality_sets, score, write_result
 
 from edgekd.data.identity_folder import IdentityFolderDataset
 from edgekd.data.preprocess import PreprocessSpec

@@ -93,6 +93,19 @@ def held_out_names() -> list[str]:
     return [str(shared_dir() / "data/cfp112/names.txt")]
 
 
+def load_train_set(lfw: Path, test_folds: str):
+    """LFW identities outside ``test_folds`` and the CFP celebrities, and all their faces in RAM (~6.9k
+    faces of 112x112 fit): ``(dataset, images (N, 112, 112, 3) uint8, labels)``."""
+    import numpy as np
+
+    from edgekd.data.identity_folder import IdentityFolderDataset
+    from edgekd.train.batches import held_out_identities
+
+    ds = IdentityFolderDataset(lfw, exclude=held_out_identities(str(lfw), test_folds, held_out_names()))
+    images = np.stack([ds[i].image for i in range(len(ds))])
+    return ds, images, ds.labels()
+
+
 def score(embedder, sets: dict) -> dict:
     """Accuracy (%), its fold std and every fold's accuracy, per test set."""
     from edgekd.eval import evaluate
