@@ -18,7 +18,7 @@ export EDGEKD_SHARED := $(SHARED)
 # every test package, then the top-level test files together (a new folder under tests/ joins by itself)
 TEST_GROUPS := $(filter-out tests/__pycache__/,$(sort $(wildcard tests/*/))) "$(wildcard tests/test_*.py)"
 
-.PHONY: venv test test-slow demo lint format clean arm64-device
+.PHONY: venv test test-avx2 test-slow demo lint format clean arm64-device
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,8 +43,17 @@ test: venv
 	# One pytest process per group: the whole suite in one process (ORT, OpenVINO, LiteRT/JAX, gloo and
 	# DataLoader workers all loaded) died of SIGSEGV in a late gc pass, in CI and here; every group alone passes.
 	@status=0; for group in $(TEST_GROUPS); do \
-	  echo "== pytest $$group"; $(BIN)/python -m pytest -q -m "not slow" $$group || status=1; \
+	  echo "== pytest $$group"; \
+	  $(if $(PRELOAD),LD_PRELOAD=$(PRELOAD)) $(BIN)/python -m pytest -q -m "not slow" $$group || status=1; \
 	done; exit $$status
+
+# The same suite as an x86 host without VNNI runs it, natively on an Intel CPU that can fault CPUID: every
+# test process sees CPUID without AVX-512/VNNI, so ORT, OpenVINO, numpy and torch dispatch AVX2 kernels
+# (edgekd/bench/cpuid_mask.py; where it can't be built, the reason is printed and the target fails).
+test-avx2: venv
+	@lib=$$($(BIN)/python -m edgekd.bench.cpuid_mask) || exit 2; \
+	echo "== every test process with AVX-512/VNNI hidden from CPUID ($$lib)"; \
+	$(MAKE) test PRELOAD=$$lib
 
 # The slow tests (DDP over torchrun, TFLite conversions, full-size QAT): .ci/run adds them when time allows.
 test-slow: venv

@@ -11,14 +11,15 @@ Per runtime, five artifacts (``edgekd convert``): float; QAT+KD 7-bit and 8-bit;
 student with the runtime's own tool under the constraint (ORT ``reduce_range``, NNCF
 ``overflow_fix="enable"``) and at its 8-bit default. Each is run on
 - **this host's ISA** (real): LFW folds 6-10 and CFP-FP (10 folds), parity from the convert manifest;
-- **the other x86 ISA**. From a VNNI host, AVX2: OpenVINO runs its own AVX2 kernels on this CPU
-  (``ONEDNN_MAX_CPU_ISA=AVX2``; its embeddings are checked against QEMU Haswell's), so accuracy and
-  latency are real AVX2 code on this core. ONNX Runtime's MLAS has no such switch: its AVX2 kernels run
-  only under QEMU (``--emulate`` faces: cosine vs this host's embeddings and vs the AVX2 twin). Where
-  those embeddings equal this host's (7-bit), the accuracy is this host's; else it is not measured
-  (QEMU and the twin take ~0.2 s a face) unless ``--twin-eval`` runs the AVX2 twin on every face of the
-  QAT artifacts. QEMU timing is not a latency: never reported. From an AVX2 host, VNNI is reachable only
-  through the twin: those rows say "not measured".
+- **the other x86 ISA**. From a VNNI host, AVX2, natively: OpenVINO through oneDNN's own switch
+  (``ONEDNN_MAX_CPU_ISA=AVX2``), ONNX Runtime through the CPUID mask (``edgekd/bench/cpuid_mask.py``:
+  AVX-512/VNNI hidden from CPUID; Intel CPUs with CPUID faulting). Accuracy and latency are then real AVX2
+  code on this core (not an AVX2-only CPU's latency), and ``--emulate`` faces check that these kernels
+  compute what QEMU Haswell computes. Where ORT has no mask (AMD), its AVX2 kernels run only under QEMU
+  (those faces: cosine vs this host's embeddings and vs the AVX2 twin); where those embeddings equal
+  this host's (7-bit), the accuracy is this host's; else not measured unless ``--twin-eval`` runs the
+  AVX2 twin on every face of the QAT artifacts. QEMU timing is not a latency: never reported. From an
+  AVX2 host, VNNI is reachable only through the twin: those rows say "not measured".
 Latency: one face, batch 1, 1 thread, median of ``--runs``, the five artifacts interleaved in blocks.
 Writes results/isa.{md,json}.
 """
@@ -171,25 +172,38 @@ def host_run(runtime: str, args) -> dict:
     return {"host_isa": host, "rows": rows}
 
 
-def openvino_avx2_run(args) -> dict:
-    """Under ONEDNN_MAX_CPU_ISA=AVX2 (set by the parent): accuracy, latency, and the check that these are
-    the AVX2 kernels QEMU Haswell runs (same embeddings)."""
+def avx2_env(runtime: str) -> tuple[dict[str, str], str] | None:
+    """How a child process runs ``runtime``'s AVX2 kernels natively on this VNNI CPU, if it can: oneDNN's
+    dispatch limit (OpenVINO), the CPUID mask (ONNX Runtime, Intel CPUs with CPUID faulting)."""
+    from edgekd.bench import cpuid_mask
+
+    if runtime == "openvino":
+        return AVX2_ENV, "real AVX2 kernels (ONEDNN_MAX_CPU_ISA)"
+    if cpuid_mask.available():
+        return cpuid_mask.CpuidMask().env(), "real AVX2 kernels (CPUID mask)"
+    return None
+
+
+def avx2_run(runtime: str, args) -> dict:
+    """In a child whose runtime dispatches AVX2 kernels (``avx2_env``): accuracy, latency, and the check
+    that these are the kernels QEMU Haswell runs (same embeddings)."""
     import numpy as np
 
     from edgekd.convert.images import face_images
+    from edgekd.isa import X86_AVX2, host_isa
     from edgekd.paths import shared_dir
     from edgekd.runtime import load_embedder
 
-    host = json.loads((args.out / "openvino" / "host.json").read_text())
-    sets = verification_sets()
+    backend = {"onnx": "onnxruntime", "openvino": "openvino"}[runtime]
+    if host_isa(runtime=backend) != X86_AVX2:
+        sys.exit(f"the AVX2 child of {runtime} still sees {host_isa(runtime=backend)}")
+    host = json.loads((args.out / runtime / "host.json").read_text())
+    sets, how = verification_sets(), avx2_env(runtime)[1]
     faces = face_images(shared_dir() / "data/lfw112", count=args.emulate, seed=7)
     res, paths = {}, {}
     for row in host["rows"]:
         embedder = load_embedder(Path(row["artifact"]), threads=2)
-        res[row["label"]] = {
-            "accuracy": accuracy(embedder, sets),
-            "how": "real AVX2 kernels (ONEDNN_MAX_CPU_ISA)",
-        }
+        res[row["label"]] = {"accuracy": accuracy(embedder, sets), "how": how}
         emu = row.get("avx2_emulated_embeddings")
         if emu:
             res[row["label"]]["vs_qemu"] = cosines(embedder.embed(faces), np.load(emu))
@@ -281,13 +295,13 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse the per-runtime results in --out")
     parser.add_argument("--name", default="isa", help="result file stem in benchmarks/results/")
     parser.add_argument("--single", help=argparse.SUPPRESS)  # internal: one runtime on this host
-    parser.add_argument("--ov-avx2", action="store_true", help=argparse.SUPPRESS)  # internal
+    parser.add_argument("--avx2", help=argparse.SUPPRESS)  # internal: one runtime's AVX2 kernels
     args = parser.parse_args()
     if args.single:
         print("RESULT " + json.dumps(host_run(args.single, args)))
         return
-    if args.ov_avx2:
-        print("RESULT " + json.dumps(openvino_avx2_run(args)))
+    if args.avx2:
+        print("RESULT " + json.dumps(avx2_run(args.avx2, args)))
         return
     results = {}
     for runtime in args.runtimes.split(","):
@@ -296,9 +310,10 @@ def main() -> None:
             results[runtime] = json.loads(cache.read_text())
         else:
             res = run_child(["--single", runtime])
-            if runtime == "openvino" and res["host_isa"] != "x86-avx2":
+            native = avx2_env(runtime)
+            if native is not None and res["host_isa"] != "x86-avx2":
                 (args.out / runtime / "host.json").write_text(json.dumps(res))
-                for label, cell in run_child(["--ov-avx2"], AVX2_ENV).items():
+                for label, cell in run_child(["--avx2", runtime], native[0]).items():
                     next(r for r in res["rows"] if r["label"] == label)["x86-avx2"] = cell
             cache.write_text(json.dumps(res))
             results[runtime] = res

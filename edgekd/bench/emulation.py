@@ -9,8 +9,10 @@ is reachable only through the integer twin.
 
 OpenVINO needs no QEMU for AVX2: oneDNN's dispatcher control ``ONEDNN_MAX_CPU_ISA=AVX2`` makes its CPU
 plugin run its own AVX2 kernels natively on any x86 CPU that has AVX2 (its embeddings equal QEMU
-Haswell's; ``tests/bench/test_emulation.py``). Those are real AVX2 instructions on this core, ~100×
-faster than QEMU, and their latency is a measurement of AVX2 code on this CPU (not of an AVX2-only CPU).
+Haswell's; ``tests/quant/test_integer_reference.py``). ONNX Runtime has no such switch; on an Intel CPU
+that can fault CPUID the preloaded CPUID mask (:mod:`edgekd.bench.cpuid_mask`) hides AVX-512/VNNI from
+it, natively. Both are real AVX2 instructions on this core, ~100× faster than QEMU, and their latency is
+a measurement of AVX2 code on this CPU (not of an AVX2-only CPU).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.bench import cpuid_mask
+from edgekd.bench.cpuid_mask import CpuidMask
 from edgekd.errors import UnsupportedTargetError
 from edgekd.isa import ARM64, X86_AVX2
 
@@ -126,11 +130,14 @@ ARM64_CPU = "cortex-a72"  # a Raspberry Pi 4's core; profiles name theirs (cpu.q
 
 def emulator(
     isa: str, backend: str | None = None, cpu: str | None = None
-) -> Emulator | NativeDispatch | DeviceRoot:
-    """How to run ``isa``'s kernels here: the backend's own dispatch limit if it has one, else QEMU
-    (for ARM64, the emulated device root with ``cpu``)."""
+) -> Emulator | NativeDispatch | DeviceRoot | CpuidMask:
+    """How to run ``isa``'s kernels here: the backend's own dispatch limit if it has one, else (AVX2 on
+    a CPU that can fault CPUID) the CPUID mask, else QEMU (for ARM64, the emulated device root with
+    ``cpu``). ``backend=None`` means QEMU."""
     if (backend, isa) in DISPATCH:
         return DISPATCH[(backend, isa)]
+    if backend is not None and isa == X86_AVX2 and cpuid_mask.available():
+        return CpuidMask()
     if isa == ARM64:
         return DeviceRoot(ARM64, cpu or ARM64_CPU)
     if isa not in EMULATORS:

@@ -35,7 +35,7 @@ def test_missing_qemu_says_how_to_install_it(monkeypatch, tmp_path):
     model = tmp_path / "m.onnx"
     model.write_bytes(b"")
     with pytest.raises(UnsupportedTargetError, match="qemu-user-static"):
-        emulation.emulated_embeddings(model, np.zeros((1, 112, 112, 3), np.uint8), X86_AVX2)
+        emulation.emulated_embeddings(model, np.zeros((1, 112, 112, 3), np.uint8), X86_AVX2, qemu=True)
 
 
 def test_openvino_runs_avx2_natively_through_onednns_dispatch_limit():
@@ -44,7 +44,10 @@ def test_openvino_runs_avx2_natively_through_onednns_dispatch_limit():
     assert emu.env() == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
     if emulation.can_emulate(X86_AVX2, "device_openvino"):
         assert emu.prefix() == []  # no QEMU binary in front of the runner
-    assert isinstance(emulation.emulator(X86_AVX2, "device_ort"), emulation.Emulator)  # MLAS: QEMU only
+    # MLAS has no switch: the CPUID mask where this CPU can fault CPUID, else QEMU
+    ort = (emulation.CpuidMask, emulation.Emulator)[not emulation.cpuid_mask.available()]
+    assert isinstance(emulation.emulator(X86_AVX2, "device_ort"), ort)
+    assert isinstance(emulation.emulator(X86_AVX2), emulation.Emulator)  # no backend: QEMU
     assert isinstance(emulation.emulator(ARM64, "device_openvino"), emulation.DeviceRoot)
 
 
