@@ -91,17 +91,23 @@ def runtimes() -> dict[str, list[str] | None]:
 
 def int8_arithmetic(features: list[str] | None = None, machine: str | None = None) -> dict[str, object]:
     """How each runtime accumulates int8 products on this CPU, and which shipped targets are exact here:
-    the deployment ISA decides whether an artifact computes the network it was trained as."""
-    from edgekd.isa import DESCRIPTIONS, arithmetic_summary, isa_from_flags
+    the deployment ISA decides whether an artifact computes the network it was trained as. Without
+    ``features`` it is this process's ISA as the runtimes dispatch on it (CPUID under QEMU or the CPUID
+    mask, oneDNN's ``ONEDNN_MAX_CPU_ISA`` for OpenVINO), not /proc/cpuinfo's."""
+    from edgekd.isa import DESCRIPTIONS, arithmetic_summary, host_isa, isa_from_flags
     from edgekd.quant.spec import list_targets, load_target
 
-    features = cpu_info()["features"] if features is None else features
-    isa = isa_from_flags(machine or platform.machine(), features)
+    names = ("onnxruntime", "openvino", "litert")
+    if features is None:
+        isa, per_runtime = host_isa(), {name: host_isa(runtime=name) for name in names}
+    else:
+        isa = isa_from_flags(machine or platform.machine(), features)
+        per_runtime = dict.fromkeys(names, isa)
     specs = [load_target(name) for name in list_targets()]
     return {
         "isa": isa,
         "description": DESCRIPTIONS[isa],
-        "runtimes": {name: arithmetic_summary(name, isa) for name in ("onnxruntime", "openvino", "litert")},
+        "runtimes": {name: arithmetic_summary(name, per_runtime[name]) for name in names},
         "exact_targets": [s.name for s in specs if isa in s.exact_isas],
         "inexact_targets": [s.name for s in specs if isa not in s.exact_isas],
     }

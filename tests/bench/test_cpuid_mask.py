@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -106,3 +107,14 @@ def test_module_prints_a_library_that_masks(capsys, fresh_mask):
     assert cpuid_mask.main() == 0
     lib = capsys.readouterr().out.strip()
     assert lib.endswith(".so") and os.path.isfile(lib)
+
+
+@needs_mask
+def test_edgekd_info_under_the_mask_reports_the_avx2_arithmetic():
+    """`edgekd info` says what the runtimes dispatch (CPUID), not what /proc/cpuinfo lists (VNNI here)."""
+    info = _masked(
+        "from edgekd.info import int8_arithmetic; import json; print(json.dumps(int8_arithmetic()))"
+    )
+    int8 = json.loads(info.stdout)
+    assert int8["isa"] == X86_AVX2 and "saturating int16" in int8["runtimes"]["onnxruntime"]
+    assert "onnx" in int8["exact_targets"] and "onnx-vnni" in int8["inexact_targets"]
