@@ -84,6 +84,54 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
     return 0;
 }
 
+/* signal() and its aliases reach the kernel through glibc's internal sigaction, not the symbol above
+ * (gcc's cc1 installs its crash handler this way): route SIGSEGV through the same bookkeeping. */
+static sighandler_t keep_behind(int sig, sighandler_t handler) {
+    struct sigaction act, old;
+    memset(&act, 0, sizeof act);
+    act.sa_handler = handler;
+    act.sa_flags = SA_RESTART;
+    sigemptyset(&act.sa_mask);
+    if (sigaction(sig, &act, &old) != 0) return SIG_ERR;
+    return old.sa_handler;
+}
+
+typedef sighandler_t (*signal_fn)(int, sighandler_t);
+
+sighandler_t signal(int sig, sighandler_t handler) {
+    if (sig == SIGSEGV && masking) return keep_behind(sig, handler);
+    static signal_fn real_signal;
+    if (!real_signal) real_signal = (signal_fn)dlsym(RTLD_NEXT, "signal");
+    return real_signal(sig, handler);
+}
+
+sighandler_t bsd_signal(int sig, sighandler_t handler) { return signal(sig, handler); }
+
+/* A blocked SIGSEGV raised by a fault is fatal whatever the handler: worker threads that block every
+ * signal (thread pools do) would die at their first CPUID. Never let SIGSEGV be blocked. */
+static const sigset_t *unblock_segv(int how, const sigset_t *set, sigset_t *copy) {
+    if (!masking || set == NULL || how == SIG_UNBLOCK) return set;
+    *copy = *set;
+    sigdelset(copy, SIGSEGV);
+    return copy;
+}
+
+typedef int (*sigmask_fn)(int, const sigset_t *, sigset_t *);
+
+int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
+    static sigmask_fn real;
+    if (!real) real = (sigmask_fn)dlsym(RTLD_NEXT, "pthread_sigmask");
+    sigset_t copy;
+    return real(how, unblock_segv(how, set, &copy), old);
+}
+
+int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
+    static sigmask_fn real;
+    if (!real) real = (sigmask_fn)dlsym(RTLD_NEXT, "sigprocmask");
+    sigset_t copy;
+    return real(how, unblock_segv(how, set, &copy), old);
+}
+
 int edgekd_cpuid_masked(void) { return masking; }
 
 __attribute__((constructor)) static void install(void) {
@@ -91,7 +139,10 @@ __attribute__((constructor)) static void install(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_segv;
-    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK; /* Python's faulthandler sets an alternate stack */
+    /* Not SA_ONSTACK: some threads set alternate stacks too small for an AVX-512 signal frame, and a
+     * frame the kernel can't write kills the process (seen with NNCF/OpenVINO). The cost: a stack
+     * overflow is no longer reported by Python's faulthandler, it just kills. */
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
     if (real_sigaction(SIGSEGV, &sa, NULL) != 0) return;
     if (syscall(SYS_arch_prctl, ARCH_SET_CPUID, 0) == 0) {
         masking = 1;

@@ -53,15 +53,15 @@ def test_real_segfaults_still_reach_the_program():
 @pytest.mark.skipif(not emulation.shutil.which("qemu-x86_64-static"), reason="needs qemu-user-static")
 def test_masked_onnxruntime_computes_what_qemu_haswell_computes(tmp_path):
     """8-bit weights, where u8×s8 pairs saturate without VNNI: ORT under the mask gives the embeddings
-    of the unmodified ORT under QEMU Haswell (a real AVX2 CPU's, docs/convert.md), not this host's."""
-    from edgekd.runtime import load_embedder
-    from tests.quant.test_integer_reference import FACES, _artifact, _close
+    of the unmodified ORT under QEMU Haswell (a real AVX2 CPU's, docs/convert.md), not a VNNI CPU's."""
+    from edgekd.isa import X86_VNNI
+    from tests.quant.test_integer_reference import FACES, _artifact, _close, _twin
 
-    _, _, _, path = _artifact("onnx-vnni", tmp_path)
+    converted, spec, pre, path = _artifact("onnx-vnni", tmp_path)
     assert isinstance(emulation.emulator(X86_AVX2, "device_ort"), cpuid_mask.CpuidMask)
     masked = emulation.emulated_embeddings(path, FACES, X86_AVX2)
     assert _close(masked, emulation.emulated_embeddings(path, FACES, X86_AVX2, qemu=True))
-    assert not _close(masked, load_embedder(path, threads=1).embed(FACES))
+    assert not _close(masked, _twin(converted, spec, pre, X86_VNNI).embed(FACES))
 
 
 def test_a_cpu_without_cpuid_faulting_says_so_and_falls_back_to_qemu(monkeypatch, fresh_mask):

@@ -104,7 +104,9 @@ def test_online_teacher_trains_prompts_only_and_checkpoint_reloads(tmp_path, vit
     set_mode(trainer.student, train=False)
     with torch.no_grad():
         trained_emb, maps = trainer.student(x)
-    torch.testing.assert_close(emb, trained_emb, rtol=0, atol=0)
+    # float: the tapped and the reloaded graph may pick different conv kernels (AVX2 hosts do; 3e-11 apart)
+    exact = {"rtol": 0, "atol": 0} if target is not None else {"rtol": 1e-5, "atol": 1e-8}
+    torch.testing.assert_close(emb, trained_emb, **exact)
     assert maps["last_map"].shape == (3, 512, 7, 7)  # the tap survives export + prepare_qat_pt2e
 
 
