@@ -93,6 +93,18 @@ def held_out_names() -> list[str]:
     return [str(shared_dir() / "data/cfp112/names.txt")]
 
 
+def interleaved_samples(embedders: dict, face, runs: int, rounds: int = 10) -> dict[str, list[float]]:
+    """Per-call ms of each embedder on ``face``, measured in ``rounds`` interleaved blocks of
+    ``runs // rounds`` so every embedder sees the same machine state (2 shared cores)."""
+    from edgekd.bench.latency import measure
+
+    samples: dict[str, list[float]] = {name: [] for name in embedders}
+    for _ in range(rounds):
+        for name, e in embedders.items():
+            samples[name] += measure(lambda e=e: e.embed(face), warmup=5, runs=runs // rounds).samples_ms
+    return samples
+
+
 def load_train_set(lfw: Path, test_folds: str):
     """LFW identities outside ``test_folds`` and the CFP celebrities, and all their faces in RAM (~6.9k
     faces of 112x112 fit): ``(dataset, images (N, 112, 112, 3) uint8, labels)``."""

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import child_result, paired, quality_sets, score, write_result
+from common import child_result, interleaved_samples, paired, quality_sets, score, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 ROUNDS = 10  # latency blocks per artifact, interleaved
@@ -36,7 +36,6 @@ def artifact_size(path: Path) -> int:
 def one_target(target: str, args) -> dict:
     import numpy as np
 
-    from edgekd.bench.latency import measure
     from edgekd.convert.images import face_images
     from edgekd.convert.pipeline import convert_checkpoint
     from edgekd.errors import ConversionError
@@ -87,12 +86,7 @@ def one_target(target: str, args) -> dict:
             **checks,
         }
     # Latency interleaved in blocks, so float and int8 see the same machine state (2 shared cores).
-    samples: dict[str, list[float]] = {mode: [] for mode in singles}
-    for _ in range(ROUNDS):
-        for mode, embedder in singles.items():
-            samples[mode] += measure(
-                lambda e=embedder: e.embed(face), warmup=5, runs=args.runs // ROUNDS
-            ).samples_ms
+    samples = interleaved_samples(singles, face, args.runs, ROUNDS)
     for mode, values in samples.items():
         res[mode]["latency_ms"] = float(np.median(values))
         res[mode]["latency_runs"] = len(values)

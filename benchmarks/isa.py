@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import child_result, write_result
+from common import child_result, interleaved_samples, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 ROUNDS = 10
@@ -87,14 +87,10 @@ def latencies(paths: dict[str, Path], face, runs: int) -> dict[str, float]:
     """Median ms per artifact, batch 1, 1 thread, interleaved so every artifact sees the same machine."""
     import numpy as np
 
-    from edgekd.bench.latency import measure
     from edgekd.runtime import load_embedder
 
     singles = {label: load_embedder(p, threads=1) for label, p in paths.items()}
-    samples: dict[str, list[float]] = {label: [] for label in singles}
-    for _ in range(ROUNDS):
-        for label, e in singles.items():
-            samples[label] += measure(lambda e=e: e.embed(face), warmup=5, runs=runs // ROUNDS).samples_ms
+    samples = interleaved_samples(singles, face, runs, ROUNDS)
     return {label: float(np.median(v)) for label, v in samples.items()}
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import child_result, write_result
+from common import child_result, interleaved_samples, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -59,7 +59,6 @@ def measure_child(args) -> dict[str, float]:
     """Median ms per model under the parent's ONEDNN_MAX_CPU_ISA, interleaved in blocks."""
     import numpy as np
 
-    from edgekd.bench.latency import measure
     from edgekd.convert.images import face_images
     from edgekd.runtime import load_embedder
     from edgekd.runtime.openvino_backend import OpenVinoEmbedder
@@ -73,10 +72,7 @@ def measure_child(args) -> dict[str, float]:
         else:  # SFace ONNX through OpenVINO's ONNX frontend, as bench does for IR
             spec = load_embedder(run, threads=1).input_spec
             embedders[name] = OpenVinoEmbedder(run, spec, threads=1)
-    samples: dict[str, list[float]] = {n: [] for n in embedders}
-    for _ in range(ROUNDS):
-        for name, e in embedders.items():
-            samples[name] += measure(lambda e=e: e.embed(face), warmup=5, runs=args.runs // ROUNDS).samples_ms
+    samples = interleaved_samples(embedders, face, args.runs, ROUNDS)
     return {n: float(np.median(v)) for n, v in samples.items()}
 
 
@@ -84,7 +80,6 @@ def measure_ort_child(args) -> dict[str, float]:
     """Median ms of ORT's float and 7-bit int8 MobileFaceNet, interleaved (run under the CPUID mask)."""
     import numpy as np
 
-    from edgekd.bench.latency import measure
     from edgekd.convert.images import face_images
     from edgekd.isa import X86_AVX2, host_isa
     from edgekd.runtime import load_embedder
@@ -94,10 +89,7 @@ def measure_ort_child(args) -> dict[str, float]:
     face = face_images(None, count=1, seed=3)
     files = {name: f["onnx"] for name, f in models(args).items() if name.startswith("MobileFaceNet")}
     embedders = {name: load_embedder(path, threads=1) for name, path in files.items()}
-    samples: dict[str, list[float]] = {n: [] for n in embedders}
-    for _ in range(ROUNDS):
-        for name, e in embedders.items():
-            samples[name] += measure(lambda e=e: e.embed(face), warmup=5, runs=args.runs // ROUNDS).samples_ms
+    samples = interleaved_samples(embedders, face, args.runs, ROUNDS)
     return {n: float(np.median(v)) for n, v in samples.items()}
 
 
@@ -122,8 +114,11 @@ def fit(measured: dict[str, float], args, ort: dict[str, float] | None = None) -
     flt, int8 = ops["MobileFaceNet fp32"], ops["MobileFaceNet int8 (7-bit QAT+KD)"]
     per_runtime = {"openvino": e8}
     speedups = dict(CITED_SPEEDUP)
+    sources = {"openvino": "measured here (AVX2 kernels on this CPU)"}
+    sources |= {r: f"cited ×{x:.2f} (issue #15, real AVX2 EPYC)" for r, x in CITED_SPEEDUP.items()}
     if ort:
         speedups["onnxruntime"] = ort["MobileFaceNet fp32"] / ort["MobileFaceNet int8 (7-bit QAT+KD)"]
+        sources["onnxruntime"] = "measured here (CPUID mask on this CPU)"
     for runtime, speedup in speedups.items():
         per_runtime[runtime] = fit_int8_efficiency(flt, int8, unit, speedup)
     rows = []
@@ -137,12 +132,7 @@ def fit(measured: dict[str, float], args, ort: dict[str, float] | None = None) -
         "overhead_us_1_thread": overhead,
         "rows": rows,
         "onnxruntime_measured_ms": ort,
-        "speedup_source": {
-            r: f"measured here ({'AVX2 kernels' if r == 'openvino' else 'CPUID mask'} on this CPU)"
-            if r == "openvino" or (r == "onnxruntime" and ort)
-            else f"cited ×{CITED_SPEEDUP[r]:.2f} (issue #15, real AVX2 EPYC)"
-            for r in per_runtime
-        },
+        "speedup_source": sources,
         "speedup_check": {
             r: estimate(flt, unit).latency_ms / estimate(int8, replace(unit, int8_efficiency=e)).latency_ms
             for r, e in per_runtime.items()

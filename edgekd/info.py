@@ -46,8 +46,8 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, object]:
-    """Model name, logical cores and the int8-relevant ISA flags of this CPU."""
+def _read_cpuinfo(cpuinfo: Path) -> tuple[str, set[str]]:
+    """Model name and every flag /proc/cpuinfo lists (x86 ``flags``, ARM ``Features``)."""
     model, flags = platform.processor() or platform.machine(), set()
     if cpuinfo.is_file():
         for line in cpuinfo.read_text(errors="replace").splitlines():
@@ -57,6 +57,17 @@ def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, object]:
                 model = value.strip()
             elif key in ("flags", "features"):
                 flags.update(value.split())
+    return model, flags
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """Every CPU flag, not only the int8 ones ``cpu_info`` reports (e.g. ``cpuid_fault``)."""
+    return _read_cpuinfo(cpuinfo)[1]
+
+
+def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, object]:
+    """Model name, logical cores and the int8-relevant ISA flags of this CPU."""
+    model, flags = _read_cpuinfo(cpuinfo)
     return {
         "model": model,
         "machine": platform.machine(),

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekd.errors import UnsupportedTargetError
+from edgekd.info import cpu_flags
 from edgekd.isa import X86_AVX2
 
 SOURCE = Path(__file__).with_suffix(".c")
@@ -40,17 +41,6 @@ PROBE = (
 def cache_dir() -> Path:
     env = os.environ.get("EDGEKD_CPUID_MASK_DIR")
     return Path(env) if env else Path.home() / ".cache" / "edgekd" / "cpuid_mask"
-
-
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
-    """Every flag of the first CPU in /proc/cpuinfo (``cpuid_fault`` is not an int8 flag of edgekd.info)."""
-    if not cpuinfo.is_file():
-        return set()
-    for line in cpuinfo.read_text(errors="replace").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() == "flags":
-            return set(value.split())
-    return set()
 
 
 def _build(out: Path) -> None:
